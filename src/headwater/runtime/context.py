@@ -1,0 +1,219 @@
+"""The :class:`Context` every task receives, and the record it fills.
+
+A task talks to headwater only through its context: it reads params, its
+seed and its input artifacts, and it saves outputs, states claims, declares
+the shared assets it uses, and records what its profile asks for (numerical
+settings and invariants for simulations, transforms, cohort and table schemas
+for analyses). Everything the task reports lands in a :class:`TaskOutcome`,
+a plain picklable record that the agent sends back to the coordinator, which
+turns it into the checkpoint bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from headwater.checkpoint.profiles import check_invariant, table_schema, transform_record
+from headwater.errors import HeadwaterError
+from headwater.runtime import serialize
+from headwater.store.artifacts import ArtifactStore
+from headwater.store.records import ArtifactRecord, AssetUse, ClaimRecord
+
+
+class InvariantViolated(HeadwaterError):
+    """A task recorded an invariant that does not hold; the task fails."""
+
+
+@dataclass
+class InputRef:
+    """An upstream artifact visible to a task as ``"task/name"``."""
+
+    ref: str
+    sha256: str
+    media_type: str
+    size: int = 0
+    uri: str = ""
+
+
+@dataclass
+class TaskOutcome:
+    """Everything a task reported through its context, plus how it ended."""
+
+    outputs: list[ArtifactRecord] = field(default_factory=list)
+    claims: list[ClaimRecord] = field(default_factory=list)
+    uses: list[AssetUse] = field(default_factory=list)
+    invariants: list[dict] = field(default_factory=list)
+    numerics: dict = field(default_factory=dict)
+    transforms: list[dict] = field(default_factory=list)
+    cohort: str | None = None
+    schemas: dict = field(default_factory=dict)
+    branch: str | None = None
+    error: str | None = None
+    stdout: str = ""
+    stderr: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def invariant_violated(self) -> bool:
+        return any(not inv["ok"] for inv in self.invariants)
+
+
+ClaimLookup = Callable[[str], tuple[Any, str] | None]
+
+
+class Context:
+    """What a running task sees: params, seed, inputs, and the recording methods.
+
+    ``claim_lookup(key)`` returns ``(value, version)`` of the committed claim
+    currently published under ``key``, or None; it is how ``ctx.use`` resolves
+    claims to the version current at that time.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        task: str,
+        attempt: int,
+        params: dict[str, Any],
+        seed: int,
+        inputs: dict[str, InputRef],
+        artifacts: ArtifactStore,
+        workdir: Path,
+        claim_lookup: ClaimLookup | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.task = task
+        self.attempt = attempt
+        self.params = dict(params)
+        self.seed = seed
+        self.inputs = dict(inputs)
+        self.workdir = workdir
+        self.log = logger or logging.getLogger(f"headwater.task.{task}")
+        self.outcome = TaskOutcome()
+        self._artifacts = artifacts
+        self._claim_lookup = claim_lookup
+        self._rng = None
+
+    # -- reading -----------------------------------------------------------
+    @property
+    def rng(self):
+        """A numpy Generator seeded with this task's seed (created on first use)."""
+        if self._rng is None:
+            import numpy as np
+
+            self._rng = np.random.default_rng(self.seed)
+        return self._rng
+
+    def _input(self, name: str) -> InputRef:
+        if name in self.inputs:
+            return self.inputs[name]
+        matches = [ref for key, ref in self.inputs.items() if key.split("/", 1)[-1] == name]
+        if len(matches) == 1:
+            return matches[0]
+        known = ", ".join(sorted(self.inputs)) or "none"
+        if matches:
+            raise KeyError(
+                f"task {self.task!r}: input {name!r} is ambiguous; use one of "
+                + ", ".join(m.ref for m in matches)
+            )
+        raise KeyError(f"task {self.task!r}: no input named {name!r} (inputs: {known})")
+
+    def load(self, name: str) -> Any:
+        """Load an upstream artifact (``"task/name"`` or an unambiguous ``"name"``)."""
+        ref = self._input(name)
+        return serialize.decode(self._artifacts.get_bytes(ref.sha256), ref.media_type)
+
+    def path(self, name: str) -> Path:
+        """A local file holding an upstream artifact's bytes."""
+        ref = self._input(name)
+        local = self._artifacts.local_path(ref.sha256)
+        if local is not None:
+            return local
+        dest = self.workdir / "inputs" / ref.ref.replace("/", "__")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return self._artifacts.materialize(ref.sha256, dest)
+
+    # -- recording ---------------------------------------------------------
+    def save(self, name: str, obj: Any, media_type: str | None = None) -> ArtifactRecord:
+        """Store an output artifact under ``name`` (content-addressed)."""
+        if any(o.name == name for o in self.outcome.outputs):
+            raise ValueError(f"task {self.task!r} saved {name!r} twice")
+        data, guessed = serialize.encode(obj)
+        record = self._artifacts.put_bytes(data, media_type or guessed, name=name)
+        self.outcome.outputs.append(record)
+        if serialize._is_dataframe(obj):
+            self.outcome.schemas[name] = table_schema(obj)
+        return record
+
+    def claim(self, key: str, value: Any, uncertainty: float | None = None, units: str | None = None) -> None:
+        """State a scientific claim this task concludes (published once committed)."""
+        value = serialize.plain(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"task {self.task!r}: claim {key!r} is not a finite number")
+        unc = None if uncertainty is None else float(uncertainty)
+        self.outcome.claims.append(ClaimRecord(key=key, value=value, uncertainty=unc, units=units))
+
+    def use(self, ref: str) -> Any:
+        """Declare the use of a shared asset; for a claim, return its current value.
+
+        ``ref`` is ``"claim:KEY"``, ``"lib:NAME"`` or ``"KIND:NAME@VERSION"``.
+        Library versions come from the installed distribution.
+        """
+        kind, _, rest = ref.partition(":")
+        if not rest:
+            raise ValueError(f"task {self.task!r}: asset reference {ref!r} must look like 'kind:name'")
+        name, _, version = rest.partition("@")
+        value: Any = None
+        if kind == "claim":
+            found = self._claim_lookup(name) if self._claim_lookup else None
+            if found is None:
+                raise KeyError(f"task {self.task!r}: no committed claim {name!r} to use")
+            value, version = found
+        elif kind == "lib" and not version:
+            version = _distribution_version(name)
+        self.outcome.uses.append(AssetUse(kind=kind, name=name, version=version or "unversioned", direction="consumed"))
+        return value
+
+    def invariant(self, name: str, value: Any, expected: Any = None, tol: float = 0.0) -> bool:
+        """Record an invariant; a violated one fails the task when it returns."""
+        result = check_invariant(name, serialize.plain(value), serialize.plain(expected), tol)
+        self.outcome.invariants.append(result)
+        return bool(result["ok"])
+
+    def numerics(self, **settings: Any) -> None:
+        """Simulation profile: solver, tolerances, time step, grid, RNG strategy."""
+        self.outcome.numerics.update(serialize.plain(settings))
+
+    def transform(self, op: str, dataset: str, rows_in: int | None = None, rows_out: int | None = None, columns=None) -> None:
+        """Analysis profile: one step of the transform manifest."""
+        cols = list(columns) if columns is not None else None
+        self.outcome.transforms.append(transform_record(op, dataset, rows_in=rows_in, rows_out=rows_out, columns=cols))
+
+    def cohort(self, text: str) -> None:
+        """Analysis profile: the cohort / selection definition, as text."""
+        self.outcome.cohort = str(text)
+
+
+def _distribution_version(module_or_dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(module_or_dist)
+    except metadata.PackageNotFoundError:
+        for dist in metadata.packages_distributions().get(module_or_dist, []):
+            try:
+                return metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+    return "unknown"

@@ -1,0 +1,210 @@
+"""The store schema: one SQLAlchemy Core ``MetaData`` for SQLite and PostgreSQL.
+
+Only portable types are used (``String``, ``Text``, ``Integer``,
+``BigInteger``, ``Float``, ``Boolean``, ``JSON``, ``LargeBinary``), so the same
+tables exist on both dialects. Timestamps are Unix seconds as ``Float``
+(double precision on both). Every constraint and index has an explicit name,
+so the Alembic migrations in :mod:`headwater.store.migrations` can create the
+same objects and ``alembic.autogenerate.compare_metadata`` reports no
+difference between a migrated database and this module.
+
+Layout, following the data model in ARCHITECTURE.md:
+
+* ``campaign``, ``workflow_spec`` (spec versions by content hash), ``run``;
+* ``task_instance``: the current state of each task of a run;
+* ``checkpoint``: the signed bundle (canonical JSON bytes) plus the columns
+  queried on (workflow, task, status, cache key, run order ``seq``);
+* ``artifact`` (one row per distinct sha256) and ``checkpoint_artifact``
+  linking checkpoints to the artifacts they consumed (``in``) and produced
+  (``out``), in order (``pos``);
+* ``claim_value`` and ``asset_use``: what a checkpoint published and which
+  shared asset versions it used;
+* ``env_snapshot``: one row per distinct environment fingerprint;
+* ``event``: the append-only event / audit log.
+
+Foreign keys tie checkpoints and task instances to their run, and
+checkpoint children (links, claims, asset uses) to their checkpoint; a
+checkpoint's ``parents``/``prev`` and the event log's ids are deliberately
+not constrained, since they may name checkpoints or runs from other stores
+(imports) or ones not yet written.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# An autoincrementing 64-bit key. SQLite only autoincrements a column declared
+# exactly INTEGER PRIMARY KEY (the rowid alias), hence the variant.
+AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+campaign = sa.Table(
+    "campaign",
+    metadata,
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("name", name="pk_campaign"),
+)
+
+workflow_spec = sa.Table(
+    "workflow_spec",
+    metadata,
+    sa.Column("spec_hash", sa.String(), nullable=False),
+    sa.Column("workflow", sa.String(), nullable=False),
+    sa.Column("spec", sa.JSON(), nullable=False),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("spec_hash", name="pk_workflow_spec"),
+    sa.Index("ix_workflow_spec_workflow_created", "workflow", "created_at"),
+)
+
+run = sa.Table(
+    "run",
+    metadata,
+    sa.Column("id", sa.String(), nullable=False),
+    sa.Column("workflow", sa.String(), nullable=False),
+    sa.Column("spec_hash", sa.String(), nullable=False),
+    sa.Column("campaign", sa.String(), nullable=False),
+    sa.Column("params", sa.JSON(), nullable=False),
+    sa.Column("seed", sa.BigInteger(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("why", sa.Text(), nullable=True),
+    sa.Column("source", sa.Text(), nullable=True),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.Column("finished_at", sa.Float(), nullable=True),
+    sa.Column("options", sa.JSON(), nullable=False),
+    sa.Column("tags", sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_run"),
+    sa.ForeignKeyConstraint(["campaign"], ["campaign.name"], name="fk_run_campaign"),
+    sa.Index("ix_run_workflow_created", "workflow", "created_at"),
+    sa.Index("ix_run_created", "created_at"),
+    sa.Index("ix_run_campaign", "campaign"),
+)
+
+task_instance = sa.Table(
+    "task_instance",
+    metadata,
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("task", sa.String(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(), nullable=False),
+    sa.Column("agent", sa.String(), nullable=True),
+    sa.Column("fencing", sa.BigInteger(), nullable=True),
+    sa.Column("lease_expiry", sa.Float(), nullable=True),
+    sa.Column("updated_at", sa.Float(), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("checkpoint_id", sa.String(), nullable=True),
+    sa.PrimaryKeyConstraint("run_id", "task", name="pk_task_instance"),
+    sa.ForeignKeyConstraint(["run_id"], ["run.id"], name="fk_task_instance_run"),
+)
+
+checkpoint = sa.Table(
+    "checkpoint",
+    metadata,
+    sa.Column("id", sa.String(), nullable=False),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("workflow", sa.String(), nullable=False),
+    sa.Column("task", sa.String(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("bundle", sa.LargeBinary(), nullable=False),
+    sa.Column("signature", sa.Text(), nullable=False),
+    sa.Column("key_id", sa.String(), nullable=False),
+    sa.Column("parents", sa.JSON(), nullable=False),
+    sa.Column("prev", sa.String(), nullable=True),
+    sa.Column("cache_key", sa.String(), nullable=True),
+    sa.Column("env_fp", sa.String(), nullable=False),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("cache_valid", sa.Boolean(), nullable=False),
+    sa.Column("status_reason", sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint("id", name="pk_checkpoint"),
+    sa.ForeignKeyConstraint(["run_id"], ["run.id"], name="fk_checkpoint_run"),
+    sa.Index("ix_checkpoint_cache_key", "cache_key"),
+    sa.Index("ix_checkpoint_workflow_task_created", "workflow", "task", "created_at"),
+    sa.Index("ix_checkpoint_run_seq", "run_id", "seq", unique=True),
+)
+
+artifact = sa.Table(
+    "artifact",
+    metadata,
+    sa.Column("sha256", sa.String(), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("media_type", sa.String(), nullable=False),
+    sa.Column("uri", sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint("sha256", name="pk_artifact"),
+)
+
+# The primary key (checkpoint_id, direction, pos) is also the index by
+# checkpoint: it serves "the inputs and outputs of these checkpoints" in order.
+checkpoint_artifact = sa.Table(
+    "checkpoint_artifact",
+    metadata,
+    sa.Column("checkpoint_id", sa.String(), nullable=False),
+    sa.Column("direction", sa.String(), nullable=False),
+    sa.Column("pos", sa.Integer(), nullable=False),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("sha256", sa.String(), nullable=False),
+    sa.PrimaryKeyConstraint("checkpoint_id", "direction", "pos", name="pk_checkpoint_artifact"),
+    sa.ForeignKeyConstraint(
+        ["checkpoint_id"], ["checkpoint.id"], name="fk_checkpoint_artifact_checkpoint"
+    ),
+    sa.ForeignKeyConstraint(["sha256"], ["artifact.sha256"], name="fk_checkpoint_artifact_artifact"),
+    sa.Index("ix_checkpoint_artifact_sha256", "sha256"),
+)
+
+claim_value = sa.Table(
+    "claim_value",
+    metadata,
+    sa.Column("id", AutoId, nullable=False, autoincrement=True),
+    sa.Column("checkpoint_id", sa.String(), nullable=False),
+    sa.Column("key", sa.String(), nullable=False),
+    sa.Column("value", sa.JSON(), nullable=True),
+    sa.Column("uncertainty", sa.Float(), nullable=True),
+    sa.Column("units", sa.String(), nullable=True),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_claim_value"),
+    sa.ForeignKeyConstraint(["checkpoint_id"], ["checkpoint.id"], name="fk_claim_value_checkpoint"),
+    sa.Index("ix_claim_value_key", "key"),
+    sa.Index("ix_claim_value_checkpoint", "checkpoint_id"),
+)
+
+asset_use = sa.Table(
+    "asset_use",
+    metadata,
+    sa.Column("id", AutoId, nullable=False, autoincrement=True),
+    sa.Column("checkpoint_id", sa.String(), nullable=False),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("version", sa.String(), nullable=False),
+    sa.Column("direction", sa.String(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_asset_use"),
+    sa.ForeignKeyConstraint(["checkpoint_id"], ["checkpoint.id"], name="fk_asset_use_checkpoint"),
+    sa.Index("ix_asset_use_kind_name_version", "kind", "name", "version"),
+    sa.Index("ix_asset_use_checkpoint", "checkpoint_id"),
+)
+
+env_snapshot = sa.Table(
+    "env_snapshot",
+    metadata,
+    sa.Column("fingerprint", sa.String(), nullable=False),
+    sa.Column("summary", sa.JSON(), nullable=False),
+    sa.Column("packages", sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint("fingerprint", name="pk_env_snapshot"),
+)
+
+event = sa.Table(
+    "event",
+    metadata,
+    sa.Column("id", AutoId, nullable=False, autoincrement=True),
+    sa.Column("ts", sa.Float(), nullable=False),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("run_id", sa.String(), nullable=True),
+    sa.Column("task", sa.String(), nullable=True),
+    sa.Column("attempt", sa.Integer(), nullable=True),
+    sa.Column("agent", sa.String(), nullable=True),
+    sa.Column("data", sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_event"),
+    sa.Index("ix_event_run_id", "run_id"),
+    sa.Index("ix_event_kind", "kind"),
+)
