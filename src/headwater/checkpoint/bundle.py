@@ -22,7 +22,8 @@ Shape (canonical JSON, keys sorted when serialised)::
     manifest   inputs {"<task>/<name>": sha256}, outputs {name: sha256},
                code {task_hash, commit, dirty}, seed, params, and when used:
                versions {"dataset:x": "1.2"}, upstream [ids], branch,
-               speculative [provisional inputs assumed]
+               speculative [provisional inputs assumed, each a string or a
+               small list such as [task, attempt]]
     spec_diff  against (id or null), changed ["params.alpha", "code", ...], why
     env        fp (fingerprint hash), hw (hardware class), python, platform,
                cpu, gpu, container, lock {file, sha256}
@@ -100,10 +101,18 @@ def _compact(part: Any, keep: tuple[str, ...] = ()) -> Any:
 
 
 def _sorted_ids(ids: Any) -> Any:
+    """Sorted and de-duplicated when the items allow it, else as given."""
+    if not isinstance(ids, (list, tuple)):
+        return ids
     try:
         return sorted(set(ids))
     except TypeError:
+        pass
+    try:
+        items = sorted(ids)
+    except TypeError:
         return ids
+    return [x for i, x in enumerate(items) if i == 0 or x != items[i - 1]]
 
 
 def _iso(seconds: float) -> str:
@@ -173,7 +182,10 @@ def build_bundle(
         "spec_diff": _compact(spec_diff, keep=("against", "changed")),
         "env": _compact(env, keep=("fp",)),
         "intent": intent,
-        "artifacts": [_compact(a, keep=("name", "sha256")) for a in artifacts],
+        "artifacts": (
+            [_compact(a, keep=("name", "sha256")) for a in artifacts]
+            if isinstance(artifacts, (list, tuple)) else artifacts
+        ),
         "time": _time_part(started, finished, label),
     }
     if profile:
@@ -318,7 +330,7 @@ def _check_manifest(m: dict) -> None:
         for i, item in enumerate(_list(m["upstream"], "manifest.upstream")):
             _hex(item, f"manifest.upstream[{i}]")
     _opt(m, "branch", "manifest", _str)
-    _opt(m, "speculative", "manifest", _str_list)
+    _opt(m, "speculative", "manifest", _list)
 
 
 def _check_env(e: dict) -> None:

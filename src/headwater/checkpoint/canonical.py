@@ -37,6 +37,58 @@ class NotJSON(ValueError):
         super().__init__(f"{path or '<value>'}: {problem}")
 
 
+class _Unplain(Exception):
+    """Raised by the fast walk; the careful walk then finds and names the value."""
+
+
+def _plain(obj: Any) -> Any:
+    kind = type(obj)
+    if kind is str or kind is int or kind is bool or obj is None:
+        return obj
+    if kind is float:
+        if obj - obj != 0.0:  # NaN and the infinities
+            raise _Unplain
+        return obj
+    if kind is dict:
+        out = {}
+        for key, value in obj.items():
+            if type(key) is not str:
+                raise _Unplain
+            out[key] = _plain(value)
+        return out
+    if kind is list or kind is tuple:
+        return [_plain(v) for v in obj]
+    raise _Unplain
+
+
+def _careful(obj: Any, path: str) -> Any:
+    if obj is None or isinstance(obj, bool):
+        return obj
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        if obj != obj or obj in (float("inf"), float("-inf")):
+            raise NotJSON(path, f"{obj!r} is not a finite number")
+        return float(obj)
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise NotJSON(path, f"key {key!r} is not a string")
+            out[str.__str__(key)] = _careful(value, f"{path}.{key}" if path else key)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_careful(v, f"{path}[{i}]") for i, v in enumerate(obj)]
+    if hasattr(obj, "dtype"):
+        if getattr(obj, "shape", None) == () and hasattr(obj, "item"):
+            return _careful(obj.item(), path)
+        if hasattr(obj, "tolist"):
+            return _careful(obj.tolist(), path)
+    raise NotJSON(path, f"a {type(obj).__name__} has no JSON form")
+
+
 def to_jsonable(obj: Any, path: str = "") -> Any:
     """Return a plain deep copy of ``obj`` that :func:`canonical_json` accepts.
 
@@ -50,28 +102,11 @@ def to_jsonable(obj: Any, path: str = "") -> Any:
 
     The copy also detaches the result from the caller's mutable objects: a
     bundle built from it keeps its hash even if the caller later mutates the
-    dict it passed in.
+    dict it passed in. Plain values take a fast walk that tracks no path;
+    only when it meets something unusual does a careful walk run, which
+    converts subclasses and numpy values and names any offending field.
     """
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        if obj != obj or obj in (float("inf"), float("-inf")):
-            raise NotJSON(path, f"{obj!r} is not a finite number")
-        return float(obj)
-    if isinstance(obj, dict):
-        out = {}
-        for key, value in obj.items():
-            if not isinstance(key, str):
-                raise NotJSON(path, f"key {key!r} is not a string")
-            out[key] = to_jsonable(value, f"{path}.{key}" if path else key)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v, f"{path}[{i}]") for i, v in enumerate(obj)]
-    if hasattr(obj, "dtype"):
-        if getattr(obj, "shape", None) == () and hasattr(obj, "item"):
-            return to_jsonable(obj.item(), path)
-        if hasattr(obj, "tolist"):
-            return to_jsonable(obj.tolist(), path)
-    raise NotJSON(path, f"a {type(obj).__name__} has no JSON form")
+    try:
+        return _plain(obj)
+    except _Unplain:
+        return _careful(obj, path)

@@ -62,7 +62,9 @@ _machine_cache: dict[str, Any] = {}
 _packages_cache: dict[str, dict[str, str]] = {}
 _git_cache: dict[str, dict[str, Any]] = {}
 
-_CONTAINER_ID = re.compile(r"(docker|kubepods|libpod|containerd|crio)[^0-9a-f]*?([0-9a-f]{64})")
+_CONTAINER_ID = re.compile(
+    r"(docker|kubepods|libpod|containerd|crio)[^\n]*?(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])"
+)
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
 
 

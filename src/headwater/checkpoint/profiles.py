@@ -61,14 +61,15 @@ def check_invariant(
     default or relative to ``|expected|`` with ``rel=True``; the bound is
     inclusive, allowing for the rounding of the subtraction itself (``1.1``
     is within ``0.1`` of ``1.0``). A non-numeric ``expected`` must be equal.
-    NaN is never ok, on either side.
+    NaN is never ok, on either side, and neither is an infinite value or
+    expectation: a numeric check cannot vouch for a blown-up quantity.
 
     Returns ``{"name", "value", "expected", "tol", "ok"}`` (plus ``"rel":
     true`` for a relative tolerance), with non-finite numbers spelled as
     strings so the record always has a JSON form.
     """
-    if not _is_number(tol) or not tol >= 0:
-        raise ValueError(f"invariant {name!r}: tol must be a non-negative number, got {tol!r}")
+    if not _is_number(tol) or not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"invariant {name!r}: tol must be a finite number >= 0, got {tol!r}")
     value = _plain_number(value)
     expected = _plain_number(expected)
     if expected is None:

@@ -42,6 +42,7 @@ import hashlib
 import inspect
 import math
 import os
+import pathlib
 import re
 import textwrap
 from collections.abc import Callable, Mapping
@@ -238,9 +239,12 @@ def command_source_hash(
     command: str, inputs: Mapping[str, str] | None = None, outputs: Mapping[str, str] | None = None
 ) -> str:
     """Hash of a shell step: its command with its inputs and outputs."""
-    return hash_obj(
-        {"command": command, "inputs": dict(inputs or {}), "outputs": dict(outputs or {})}
-    )
+    def plain(value: Any) -> Any:
+        if value is None:
+            return {}
+        return dict(value) if isinstance(value, Mapping) else value
+
+    return hash_obj({"command": command, "inputs": plain(inputs), "outputs": plain(outputs)})
 
 
 def function_source_hash(fn: Callable[..., Any]) -> str:
@@ -306,8 +310,9 @@ def parse_docstring_intent(doc: str | None) -> tuple[str | None, tuple[str, ...]
     Sections start at an unindented ``Goal:``, ``Assumptions:`` or
     ``Concludes:`` line (any case), may carry text on the same line, and end
     at the first blank line after some text or at the next section.
-    Assumptions are ``-``/``*`` bullets (indented lines continue a bullet) or
-    else one assumption. With no ``Goal:`` section the first paragraph
+    Assumptions are ``-``/``*`` bullets (indented lines continue a bullet,
+    and a bullet after a blank line continues the list) or else one
+    assumption. With no ``Goal:`` section the first paragraph
     before any section is the goal.
     """
     if not doc or not doc.strip():
@@ -315,6 +320,7 @@ def parse_docstring_intent(doc: str | None) -> tuple[str | None, tuple[str, ...]
     sections: dict[str, list[str]] = {}
     preamble: list[str] = []
     current: list[str] | None = preamble
+    last: list[str] | None = None
     for line in inspect.cleandoc(doc).splitlines():
         match = _SECTION.match(line)
         if match:
@@ -323,9 +329,12 @@ def parse_docstring_intent(doc: str | None) -> tuple[str | None, tuple[str, ...]
                 current.append(match.group(2).strip())
             continue
         if not line.strip():
-            if current is not None and current:
-                current = None
+            if current:
+                last, current = current, None
             continue
+        resumes_list = last is not None and last is sections.get("assumptions")
+        if current is None and resumes_list and _BULLET.match(line):
+            current = last
         if current is not None:
             current.append(line)
 
@@ -386,14 +395,12 @@ def param_type_name(type_: Any) -> Any:
     """``int``/``float``/``str``/``bool``/``pathlib.Path`` -> their spec names; strings as given."""
     if isinstance(type_, str):
         return type_
-    import pathlib
-
-    names = {int: "int", float: "float", str: "str", bool: "bool", pathlib.Path: "path"}
-    if isinstance(type_, type):
-        for py_type, spec_name in names.items():
-            if type_ is py_type or (py_type is pathlib.Path and issubclass(type_, pathlib.PurePath)):
-                return spec_name
-    return type_
+    if isinstance(type_, type) and issubclass(type_, pathlib.PurePath):
+        return "path"
+    try:
+        return {int: "int", float: "float", str: "str", bool: "bool"}.get(type_, type_)
+    except TypeError:
+        return type_
 
 
 def normalise_default(type_name: str, default: Any) -> Any:
@@ -407,12 +414,8 @@ def normalise_default(type_name: str, default: Any) -> Any:
     return default
 
 
-def check_value(type_name: str, value: Any) -> str | None:
-    """Why ``value`` is not a valid value of ``type_name``, or ``None`` when it is.
-
-    Values here are already typed (defaults, or coerced CLI input): bool is
-    not an int, an int is a float, a path is a str.
-    """
+def _expected(type_name: str, value: Any) -> str | None:
+    """What ``value`` should have been (``"int"``, ``"finite float"``), or ``None`` if it fits."""
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
@@ -421,10 +424,23 @@ def check_value(type_name: str, value: Any) -> str | None:
         "path": isinstance(value, str) and value != "",
     }.get(type_name, False)
     if not ok:
-        return f"expected {type_name}, got {value!r} ({type(value).__name__})"
+        return "non-empty path" if type_name == "path" and value == "" else type_name
     if type_name == "float" and not math.isfinite(value):
-        return f"expected a finite float, got {value!r}"
+        return "finite float"
     return None
+
+
+def check_value(type_name: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid value of ``type_name``, or ``None`` when it is.
+
+    Values here are already typed (defaults, or coerced CLI input): bool is
+    not an int, an int is a float, a path is a non-empty str. NaN and
+    infinity are refused because canonical JSON has no form for them.
+    """
+    expected = _expected(type_name, value)
+    if expected is None:
+        return None
+    return f"expected {expected}, got {value!r} ({type(value).__name__})"
 
 
 def coerce_value(type_name: str, value: Any) -> Any:
@@ -435,23 +451,23 @@ def coerce_value(type_name: str, value: Any) -> Any:
     float and widened). Raises ``ValueError`` naming the expected type and
     the value given.
     """
+    given = value
     if isinstance(value, os.PathLike) and type_name in ("path", "str"):
         value = os.fspath(value)
-    if isinstance(value, str) and type_name != "str" and type_name != "path":
+    if isinstance(value, str) and type_name in ("int", "float", "bool"):
         text = value.strip()
         try:
             if type_name == "int":
                 value = int(text)
             elif type_name == "float":
                 value = float(text)
-            elif type_name == "bool":
-                lowered = text.lower()
-                if lowered not in _TRUE | _FALSE:
-                    raise ValueError(text)
-                value = lowered in _TRUE
+            elif text.lower() in _TRUE | _FALSE:
+                value = text.lower() in _TRUE
+            else:
+                raise ValueError(text)
         except ValueError:
-            raise ValueError(f"expected {type_name}, got {value!r}") from None
-    problem = check_value(type_name, value)
-    if problem:
-        raise ValueError(problem)
+            raise ValueError(f"expected {type_name}, got {given!r}") from None
+    expected = _expected(type_name, value)
+    if expected is not None:
+        raise ValueError(f"expected {expected}, got {given!r} ({type(given).__name__})")
     return normalise_default(type_name, value)

@@ -249,7 +249,9 @@ def _check_params(wf: Workflow, file: str | None) -> None:
         if param.default is not REQUIRED:
             problem = check_value(param.type, param.default)
             if problem:
-                raise SpecError(f"default does not match type: {problem}", file=file, field=f"{where}.default")
+                raise SpecError(
+                    f"default does not match type: {problem}", file=file, field=f"{where}.default"
+                )
         if not isinstance(param.help, str):
             raise SpecError("help must be a string", file=file, field=f"{where}.help")
 
@@ -321,7 +323,8 @@ def _check_body(spec: TaskSpec, fail: Any) -> None:
         if not _accepts(spec.fn, 1):
             raise fail("a task function takes one argument, the context: fn(ctx)", "fn")
         if spec.inputs or spec.outputs:
-            raise fail("only command tasks declare inputs and outputs", "inputs" if spec.inputs else "outputs")
+            field = "inputs" if spec.inputs else "outputs"
+            raise fail("only command tasks declare inputs and outputs", field)
         return
     if not isinstance(spec.command, str) or not spec.command.strip():
         raise fail(f"command must be a non-empty string, got {spec.command!r}", "command")

@@ -152,7 +152,7 @@ class Workflow:
             priority=priority, branches=branches, goal=goal, assumptions=assumptions,
             concludes=concludes, verifier=verifier, verifier_role=verifier_role, pools=pools,
             timeout=timeout,
-        )  # fmt: skip
+        )
         if fn is None:
             return lambda f: self._add_function(f, **options)
         return self._add_function(fn, **options)
@@ -168,9 +168,7 @@ class Workflow:
             raise SpecError(f"@task needs a function, got {fn!r}", field="fn")
         task_name = name if name is not None else getattr(fn, "__name__", repr(fn))
         file = _source_file(fn)
-        spec = self._build(
-            task_name, file, fn.__doc__, fn=fn, **options
-        )
+        spec = self._build(task_name, file, fn.__doc__, fn=fn, **options)
         self._names_by_fn[id(fn)] = (fn, task_name)
         self.tasks[task_name] = spec
         return fn
@@ -205,12 +203,12 @@ class Workflow:
         its standard output.
         """
         spec = self._build(
-            name, self.source_file, None, command=command, inputs=dict(inputs or {}),
-            outputs=dict(outputs or {}), after=after, role=role, verify=verify, uses=uses,
+            name, self.source_file, None, command=command, inputs=inputs,
+            outputs=outputs, after=after, role=role, verify=verify, uses=uses,
             retries=retries, priority=priority, branches=branches, goal=goal,
             assumptions=assumptions, concludes=concludes, verifier=verifier,
             verifier_role=verifier_role, pools=pools, timeout=timeout,
-        )  # fmt: skip
+        )
         self.tasks[name] = spec
         return spec
 
@@ -240,7 +238,7 @@ class Workflow:
             raise SpecError(
                 f"verify must be an int or quorum(k, reject), got {verify!r}",
                 file=file, task=name, field="verify",
-            )  # fmt: skip
+            )
         if assumptions is not None and not isinstance(assumptions, str):
             assumptions = list(assumptions)
         return TaskSpec(
@@ -262,7 +260,7 @@ class Workflow:
             raise SpecError(
                 f"{field} takes task names or task functions, got {value!r}",
                 file=file, task=task, field=field,
-            ) from None  # fmt: skip
+            ) from None
         names = []
         for item in items:
             if isinstance(item, str):
@@ -273,7 +271,7 @@ class Workflow:
                 raise SpecError(
                     f"{field} takes task names or task functions, got {item!r}",
                     file=file, task=task, field=field,
-                )  # fmt: skip
+                )
         return tuple(dict.fromkeys(names))
 
     def _name_of(self, fn: Callable[..., Any]) -> str:
@@ -294,9 +292,11 @@ class Workflow:
                     f"no task named {name!r} to verify; declare the task first"
                     + _validate.suggest(name, self.tasks),
                     file=file, task=name, field="verifier",
-                )  # fmt: skip
+                )
             if not callable(fn):
-                raise SpecError(f"a verifier must be a function, got {fn!r}", file=file, task=name, field="verifier")
+                raise SpecError(
+                    f"a verifier must be a function, got {fn!r}", file=file, task=name, field="verifier"
+                )
             if self.tasks[name].verifier is not None:
                 raise SpecError("this task already has a verifier", file=file, task=name, field="verifier")
             self.tasks[name] = dataclasses.replace(self.tasks[name], verifier=fn)
@@ -323,7 +323,7 @@ class Workflow:
                 raise SpecError(
                     f"unknown parameter {key!r}" + _validate.suggest(key, self.params),
                     file=file, field=f"params.{key}",
-                )  # fmt: skip
+                )
         values: dict[str, Any] = {}
         for name, param in self.params.items():
             if name in given:
@@ -335,7 +335,7 @@ class Workflow:
                 raise SpecError(
                     f"parameter {name!r} ({param.type}) is required and has no default",
                     file=file, field=f"params.{name}",
-                )  # fmt: skip
+                )
             else:
                 values[name] = param.default
         return values
@@ -361,7 +361,7 @@ class Workflow:
             raise SpecError(
                 f"no task named {name!r}" + _validate.suggest(name, self.tasks),
                 file=self.source_file, task=name, field="name",
-            )  # fmt: skip
+            )
 
     # ------------------------------------------------------------ description
 

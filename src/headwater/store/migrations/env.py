@@ -4,8 +4,9 @@ headwater runs migrations in-process (``Store.migrate``): it builds an Alembic
 ``Config`` in code and hands over an open connection in
 ``config.attributes["connection"]``, already inside the transaction (and, on
 PostgreSQL, holding the advisory lock) that serialises concurrent migrators.
-When no connection is given, as when a developer runs ``alembic`` by hand
-with ``-x url=...`` or ``sqlalchemy.url`` set, this module opens one itself.
+When no connection is given, as when a developer generates a revision with
+``alembic_config(url=...)`` (see docs/store.md) or passes ``-x url=...``,
+this module opens one itself, with the store's own engine settings.
 
 SQLite cannot alter most columns in place, so migrations there are rendered
 in Alembic's "batch" mode (copy-and-move tables).
@@ -14,9 +15,9 @@ in Alembic's "batch" mode (copy-and-move tables).
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 from alembic import context
 
+from headwater.store.engine import create_engine, normalise_url
 from headwater.store.schema import metadata
 
 config = context.config
@@ -48,7 +49,7 @@ else:
     if given is not None:
         _run(given)
     else:
-        engine = sa.create_engine(_url(), poolclass=NullPool)
+        engine = create_engine(normalise_url(_url()))
         try:
             with engine.begin() as connection:
                 _run(connection)
