@@ -12,6 +12,7 @@ from collections import Counter
 
 from headwater.schedule import FINAL_STATES, LIVE_STATES, Lease, Scheduler, State, TaskDef
 from headwater.schedule import core as C
+from headwater.schedule import records as RC
 
 
 def T(name: str, *deps: str, **kw) -> TaskDef:
@@ -56,17 +57,17 @@ def audit(s: Scheduler) -> None:
     st = s._st
     tasks = st.tasks
     for rec in tasks:
-        assert rec.published == C.data_code(rec), rec.name
+        assert rec.published == RC.data_code(rec), rec.name
         for a in rec.alternatives:
-            assert tasks[a].ctrl_code == C.control_code(rec, tasks[a]), (rec.name, tasks[a].name)
+            assert tasks[a].ctrl_code == RC.control_code(rec, tasks[a]), (rec.name, tasks[a].name)
     for rec in tasks:
-        exp = C.TaskRecord(idx=-1, name="", defn=rec.defn, key=rec.key, parents=(), controller=-1,
+        exp = RC.TaskRecord(idx=-1, name="", defn=rec.defn, key=rec.key, parents=(), controller=-1,
                            children=(), alternatives=(), n_parents=0)
         exp.n_wait = 0
         for p in rec.parents:
-            C.apply_edge(exp, tasks[p].published, 1)
+            RC.apply_edge(exp, tasks[p].published, 1)
         if rec.controller >= 0:
-            C.apply_edge(exp, rec.ctrl_code, 1)
+            RC.apply_edge(exp, rec.ctrl_code, 1)
         got = (rec.n_wait, rec.n_fail, rec.n_skip, rec.n_reject, rec.dh_ok, rec.dh_sk)
         assert got == (exp.n_wait, exp.n_fail, exp.n_skip, exp.n_reject, exp.dh_ok, exp.dh_sk), rec.name
         assert not rec.queued

@@ -337,3 +337,42 @@ def test_store_root_and_artifacts(store, tmp_path):
     assert store.root == (tmp_path / ".headwater").resolve()
     record = store.artifacts.put_bytes(b"hello")
     assert store.artifacts.local_path(record.sha256).is_relative_to(store.root)
+
+
+def test_a_listing_is_one_snapshot_even_while_a_writer_commits(runs, store_url, monkeypatch):
+    from headwater.store import open_store, queries
+
+    store = runs
+    store.add_checkpoints([f.checkpoint("run-a", "t", 1, outputs=[f.art("o1", "out")])])
+    real = queries.attach_details
+    late = f.checkpoint("run-a", "t", 2, outputs=[f.art("o2", "out")])
+
+    def commit_between_queries(conn, records, ids):
+        with open_store(store_url, root=store.root) as writer:
+            writer.add_checkpoints([late])
+        real(conn, records, ids)
+
+    monkeypatch.setattr(queries, "attach_details", commit_between_queries)
+    listed = store.list_checkpoints("run-a")
+    assert [len(c.outputs) for c in listed] == [1]
+    monkeypatch.setattr(queries, "attach_details", real)
+    assert [c.id for c in store.list_checkpoints("run-a")][-1] == late.id
+
+
+def test_latest_checkpoints_gives_the_newest_committed_per_task(store):
+    from tests.store import factories as f
+
+    for rid in ("r-old", "r-new", "r-other"):
+        store.create_run(f.run(rid))
+    a1 = f.checkpoint("r-old", "a", 1, created_at=1.0, outputs=[f.art("a1", "out")])
+    b1 = f.checkpoint("r-old", "b", 2, created_at=1.0)
+    a2 = f.checkpoint("r-new", "a", 3, created_at=2.0, outputs=[f.art("a2", "out")])
+    a3 = f.checkpoint("r-other", "a", 4, created_at=3.0, status="failed")
+    store.add_checkpoints([a1, b1])
+    store.add_checkpoints([a2])
+    store.add_checkpoints([a3])
+    latest = store.latest_checkpoints("wf")
+    assert {k: v.id for k, v in latest.items()} == {"a": a2.id, "b": b1.id}
+    assert [o.sha256 for o in latest["a"].outputs] == [f.sha("a2")]
+    assert store.latest_checkpoints("wf", exclude_run="r-new")["a"].id == a1.id
+    assert store.latest_checkpoints("other-workflow") == {}

@@ -38,6 +38,11 @@ from headwater.store.records import ArtifactRecord, CheckpointRecord, EventRecor
 
 ProgressFn = Callable[[str, dict], None]
 
+# Results are written in batches: at most FLUSH_INTERVAL seconds or FLUSH_BATCH
+# checkpoints after they arrive, and at once when nothing else is running.
+FLUSH_INTERVAL = 0.05
+FLUSH_BATCH = 500
+
 
 @dataclass
 class RunOptions:
@@ -72,6 +77,7 @@ class RunSummary:
     tasks: list[TaskSummary]
     counters: dict[str, int]
     elapsed: float
+    provenance_seconds: float = 0.0  # building, signing and storing bundles
 
     @property
     def ok(self) -> bool:
@@ -125,6 +131,7 @@ class Coordinator:
         self.progress = progress or (lambda kind, data: None)
         self.env = fingerprint(_project_dir(wf))
         self.git = git_state(_project_dir(wf)) or {}
+        self.env_part = self.env.bundle_part()
         self.task_hash = {name: wf.task_hash(name) for name in wf.tasks}
         self.sched = Scheduler(task_defs(wf), speculate=options.speculate, lease_ttl=options.lease_ttl)
         self.roles = frozenset({t.role for t in wf.tasks.values()} | {t.verifier_role for t in wf.tasks.values()})
@@ -138,10 +145,12 @@ class Coordinator:
         self.pending_tasks: dict[str, TaskRecord] = {}
         self.pending_events: list[EventRecord] = []
         self.status_updates: list[tuple[str, str, str | None]] = []
-        self._previous: dict[str, CheckpointRecord | None] = {}
+        self._previous: dict[str, CheckpointRecord] | None = None
         self._run_spec: dict[str, str] = {}
         self._executor = executor
         self.final_status: str | None = None
+        self.provenance_seconds = 0.0
+        self._last_flush = 0.0
         needed = max((t.quorum.k for t in wf.tasks.values()), default=0)
         if needed and options.workers and options.workers < needed + 1:
             raise RunError(
@@ -202,7 +211,7 @@ class Coordinator:
         return RunSummary(
             run_id=self.run.id, workflow=self.wf.name, status=status,
             tasks=[self.summary[n] for n in self.wf.tasks], counters=dict(self.sched.counters),
-            elapsed=time.time() - started,
+            elapsed=time.time() - started, provenance_seconds=round(self.provenance_seconds, 6),
         )
 
     def _loop(self, executor: Executor) -> None:
@@ -228,7 +237,8 @@ class Coordinator:
                 self._apply(self.sched.agent_lost(agent, now), now)
             for result in results:
                 self._complete(result, now)
-            self._flush()
+            if not self.inflight or len(self.pending) >= FLUSH_BATCH or now - self._last_flush >= FLUSH_INTERVAL:
+                self._flush()
 
     def _renew(self, now: float) -> None:
         half = self.options.lease_ttl / 2
@@ -368,9 +378,11 @@ class Coordinator:
 
     # -- checkpoints -------------------------------------------------------
     def _previous_checkpoint(self, task: str) -> CheckpointRecord | None:
-        if task not in self._previous:
-            self._previous[task] = self.store.latest_checkpoint(self.wf.name, task, exclude_run=self.run.id)
-        return self._previous[task]
+        """The checkpoint this task's spec diff is against: the newest committed
+        one of the same workflow and task in an earlier run (loaded once per run)."""
+        if self._previous is None:
+            self._previous = self.store.latest_checkpoints(self.wf.name, exclude_run=self.run.id)
+        return self._previous.get(task)
 
     def _spec_of_run(self, run_id: str) -> str:
         if run_id not in self._run_spec:
@@ -379,6 +391,14 @@ class Coordinator:
 
     def _write(self, flight: _InFlight, outcome: TaskOutcome, status: str, now: float,
                cache_hit: str | None = None) -> CheckpointRecord:
+        t0 = time.perf_counter()
+        try:
+            return self._write_bundle(flight, outcome, status, now, cache_hit)
+        finally:
+            self.provenance_seconds += time.perf_counter() - t0
+
+    def _write_bundle(self, flight: _InFlight, outcome: TaskOutcome, status: str, now: float,
+                      cache_hit: str | None) -> CheckpointRecord:
         lease, spec = flight.lease, self.wf.tasks[flight.lease.task]
         seed = B.derive_seed(self.run.seed, lease.task)
         manifest: dict[str, Any] = {
@@ -400,7 +420,7 @@ class Coordinator:
             manifest=manifest, prev_env_fp=prev.env_fp if prev else None, env_fp=self.env.fp,
             spec_changed=bool(prev) and self._spec_of_run(prev.run_id) != self.run.spec_hash, why=self.run.why,
         )
-        hw_changed = bool(prev) and _hardware(prev.doc.get("env", {})) != _hardware(self.env.summary)
+        hw_changed = bool(prev) and prev.doc.get("env", {}).get("hw") != self.env.hardware_class
         triggers = B.heavy_triggers(
             first_in_campaign=self.first_in_campaign, env_changed=bool(prev) and prev.env_fp != self.env.fp,
             hardware_changed=hw_changed, failed=not outcome.ok and not outcome.invariant_violated,
@@ -425,7 +445,7 @@ class Coordinator:
         bundle = B.build_bundle(
             run=self.run.id, workflow=self.wf.name, task=lease.task, attempt=lease.attempt, status=status,
             parents=flight.parents, prev=self.prev_id, manifest=manifest, spec_diff=spec_diff,
-            env=_env_part(self.env), intent=intent,
+            env=self.env_part, intent=intent,
             artifacts=[{"name": o.name, "uri": o.uri, "sha256": o.sha256, "size": o.size, "media_type": o.media_type}
                        for o in outcome.outputs],
             profile=profile, heavy=heavy, started=outcome.started or now, finished=outcome.finished or now,
@@ -467,6 +487,14 @@ class Coordinator:
                                                attempt=attempt, agent=agent, data=data or {}))
 
     def _flush(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._flush_pending()
+        finally:
+            self.provenance_seconds += time.perf_counter() - t0
+
+    def _flush_pending(self) -> None:
+        self._last_flush = time.time()
         if self.pending or self.pending_tasks or self.pending_events:
             self.store.add_checkpoints(self.pending, list(self.pending_tasks.values()), self.pending_events)
             self.pending, self.pending_tasks, self.pending_events = [], {}, []
@@ -483,18 +511,6 @@ def _project_dir(wf: Workflow) -> str | None:
     from pathlib import Path
 
     return str(Path(wf.source_file).parent) if wf.source_file else None
-
-
-def _hardware(env: dict) -> tuple:
-    return env.get("cpu"), env.get("gpu")
-
-
-def _env_part(env) -> dict:
-    part = {"fp": env.fp}
-    for key in ("python", "platform", "cpu", "gpu", "container", "lock"):
-        if env.summary.get(key) is not None:
-            part[key] = env.summary[key]
-    return part
 
 
 def new_run_id() -> str:

@@ -23,8 +23,9 @@ otherwise is closed and the next attempt number is announced with a
 COMMITTED, or -- with speculation -- PROVISIONAL or VERIFIED, and the
 longest chain of uncommitted attempts it would build on is no longer than
 the current depth (:mod:`~headwater.schedule.depth`: fixed 0..8 or
-adaptive on the refutation rate). A lease's ``speculative`` lists those
-uncommitted inputs. Claims are served best first: higher ``priority``, then
+adaptive on the refutation rate). A lease's ``speculative`` lists the
+uncommitted ``(task, attempt)`` inputs it was built on; a speculatively
+started attempt is never committed before all of them are. Claims are served best first: higher ``priority``, then
 longer critical path (sum of ``expected_duration`` down the longest path to a
 sink), then declaration order; a retry waits on a delayed heap until its
 ``not_before``.
@@ -34,12 +35,15 @@ attempts that still need approvals, never to the producer, and never to an
 agent that holds one on that attempt or has already voted on (or declined)
 it; an agent whose verify lease expired may take it again. ``verify``
 approvals verify the attempt (other verify leases on it are cancelled);
-``reject`` rejections refute it.
+``reject`` rejections refute it. An attempt is offered only while its
+approvals plus open verify leases are fewer than ``verify``.
 
 *Refutation and flush.* A refuted attempt is closed REFUTED, every live
 attempt built on it, transitively, is squashed (running ones get a
-:class:`Cancel`, all a :class:`Squash`), and the task is re-queued at once as
-the next attempt. Refutations do not spend ``retries``; they have their own
+:class:`Cancel`, all a :class:`Squash`, and each a :class:`Requeue` once it
+is known not to be skipped), and the task is re-queued at once as the next
+attempt. The same flush follows any attempt that closes early (failed,
+expired, lost). Refutations do not spend ``retries``; they have their own
 budget, ``max_refutations``, after which the task FAILS.
 
 *Failures.* A failed attempt spends one of ``retries`` and is retried after
@@ -56,23 +60,30 @@ produced.
 Expiry takes effect in ``expire(now)`` (or at once in ``agent_lost``): a
 verify lease is simply freed; a run lease's attempt is squashed (the holder
 gets a ``Cancel``) and the task re-queued as a new attempt, without spending
-retries but spending ``max_lost``. Until then a late holder's report is
-still accepted; after, its token is unknown and the report is rejected as
-stale (counted in ``counters["stale_results"]``): a task commits once.
+retries but spending ``max_lost`` (expiries and lost agents together).
+Until then a late holder's report is still accepted; after, its token is
+unknown and the report is rejected as stale (counted in
+``counters["stale_results"]``): a task commits once. Every lease revoked
+other than by its holder's own report is announced with a ``Cancel``.
 
 *Branches.* A decider's result names one of its ``branches``; a missing or
-unknown name fails the attempt. The alternatives not chosen, and tasks all
-of whose inputs are skipped, become SKIPPED (provisionally while the
-decider is uncommitted: work built on such a skip records the decider's
-attempt as an input). A join whose inputs are partly skipped runs on the
-others. If the decider's attempt is closed, everything built on its
+unknown name fails the attempt (as does a name from a task without
+branches). The alternatives not chosen, the alternatives of a skipped
+decider, and tasks all of whose inputs are skipped become SKIPPED --
+provisionally while the decider is uncommitted: work built on such a skip
+records the decider's attempt as an input and counts it in its depth. A
+join whose inputs are partly skipped runs on the others. If the decider's attempt is closed, everything built on its
 decision is squashed and the alternatives wait for the next decision,
 un-skipping the one chosen then. With ``predict="history"`` (and
 speculation on) an undecided decider predicts its most frequent past branch
 (``note_history``; ties go to the first declared), so its alternatives can
-start before it finishes, at depth 1; when it finishes with another branch
-the predicted path is squashed and the right one loaded. An alternative
-that lists its decider among its deps depends on its decision only.
+start before it finishes: a prediction counts as one uncommitted ancestor
+and the leases name the decider's current attempt. When that attempt
+finishes with another branch, closes early, or the prediction changes, the
+predicted path is squashed and the right one loaded; when it confirms the
+prediction the work stands. An alternative that lists its decider among its
+deps depends on its decision only (its outputs, if it reads them, are there
+once the decider has finished).
 
 *End.* The run is done when every task is COMMITTED, FAILED or SKIPPED;
 the event that gets it there returns :class:`RunFinished` once.
@@ -80,12 +91,12 @@ the event that gets it there returns :class:`RunFinished` once.
 State
 -----
 
-All state lives in one :class:`~headwater.schedule.core.RunState`:
+All state lives in one :class:`~headwater.schedule.records.RunState`:
 
 * ``graph`` -- the compiled DAG (:mod:`~headwater.schedule.graph`): tasks are
   ints in declaration order, with data parents, controller (decider),
   children, alternatives, topological positions and queue keys;
-* ``tasks`` -- one :class:`~headwater.schedule.core.TaskRecord` each: state,
+* ``tasks`` -- one :class:`~headwater.schedule.records.TaskRecord` each: state,
   current attempt, counters over its incoming edges, spent budgets and the
   current attempt's producer, run token, inputs, dependents, branch, votes
   and verify leases;
@@ -118,9 +129,9 @@ from types import MappingProxyType
 
 from headwater.errors import RunError
 from headwater.schedule import core as C
-from headwater.schedule.core import RunState, TaskRecord
 from headwater.schedule.depth import SpeculationDepth
 from headwater.schedule.graph import compile_graph
+from headwater.schedule.records import LeaseRecord, RunState, TaskRecord
 from headwater.schedule.scoreboard import Scoreboard, TaskBoard
 from headwater.schedule.states import (
     Action,
@@ -481,7 +492,7 @@ class Scheduler:
                 self._revoke(lr, f"its agent {agent!r} was lost", out)
         return self._end(out)
 
-    def _revoke(self, lr: C.LeaseRecord, why: str, out: list[Action]) -> None:
+    def _revoke(self, lr: LeaseRecord, why: str, out: list[Action]) -> None:
         st = self._st
         rec = st.tasks[lr.task]
         token = lr.lease.token

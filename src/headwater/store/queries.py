@@ -112,32 +112,26 @@ def insert_events(conn: sa.Connection, events: Iterable[EventRecord]) -> None:
 def next_seqs(conn: sa.Connection, ckpts: Sequence[CheckpointRecord]) -> list[int]:
     """The ``seq`` of each checkpoint of a batch, in list order, per run.
 
-    Locks the batch's run rows first (``SELECT ... FOR UPDATE`` on
-    PostgreSQL; on SQLite the transaction already holds the database write
-    lock), so concurrent batches for one run take turns and ``seq`` is
-    gap-free and strictly increasing. Also refuses, before anything is
-    written, unknown runs and ids that are already stored.
+    Reads each run of the batch with its highest ``seq`` so far, after
+    locking the run rows (``SELECT ... FOR UPDATE`` on PostgreSQL; on
+    SQLite the transaction already holds the database write lock), so
+    concurrent batches for one run take turns and ``seq`` is gap-free and
+    strictly increasing. Unknown runs are refused before anything is
+    written; ids already stored are refused by the primary key (see
+    :meth:`Store.add_checkpoints`).
     """
-    c = t.checkpoint
+    c, r = t.checkpoint, t.run
     run_ids = sorted({x.run_id for x in ckpts})
-    found = set(conn.scalars(sa.select(t.run.c.id).where(t.run.c.id.in_(run_ids)).with_for_update()))
+    if conn.dialect.name == "postgresql":
+        # Lock first, then read: a subquery in the locking statement would
+        # be evaluated on the snapshot taken before the lock was granted.
+        locked = list(conn.scalars(sa.select(r.c.id).where(r.c.id.in_(run_ids)).with_for_update()))
+        run_ids = sorted(locked)
+    top = sa.select(sa.func.max(c.c.seq)).where(c.c.run_id == r.c.id).scalar_subquery()
+    last = dict(conn.execute(sa.select(r.c.id, top).where(r.c.id.in_(run_ids))).all())
     for x in ckpts:
-        if x.run_id not in found:
+        if x.run_id not in last:
             raise NotFound("run", x.run_id, hint=f"checkpoint {x.id} belongs to it")
-    stored = [
-        i
-        for chunk in chunks([x.id for x in ckpts])
-        for i in conn.scalars(sa.select(c.c.id).where(c.c.id.in_(chunk)))
-    ]
-    if stored:
-        raise StoreError(f"checkpoint(s) already stored: {sorted(stored)}")
-    last = dict(
-        conn.execute(
-            sa.select(c.c.run_id, sa.func.max(c.c.seq))
-            .where(c.c.run_id.in_(run_ids))
-            .group_by(c.c.run_id)
-        ).all()
-    )
     seqs = []
     for x in ckpts:
         last[x.run_id] = (last.get(x.run_id) or 0) + 1

@@ -14,9 +14,10 @@ write lock is taken up front, so a transaction that reads (the highest
 ``seq`` of a run, say) and then writes can never be refused half-way because
 another process wrote in between; concurrent writers queue on the 30 s busy
 timeout instead. Reads use a deferred ``BEGIN``, which in WAL mode is a
-consistent snapshot that never blocks writers. On PostgreSQL transactions are
-READ COMMITTED, and the one read-then-write that matters (assigning ``seq``)
-locks the run rows first. Database errors leave as
+consistent snapshot that never blocks writers. On PostgreSQL write
+transactions are READ COMMITTED, and the one read-then-write that matters
+(assigning ``seq``) locks the run rows first; reads run at REPEATABLE READ,
+so a method's several queries see one snapshot there too. Database errors leave as
 :class:`~headwater.errors.StoreError` naming the store (password masked),
 with the driver's error chained; unknown ids are
 :class:`~headwater.errors.NotFound`.
@@ -121,8 +122,17 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        """A connection for reading, inside one snapshot (rolled back at the end)."""
+        """A connection for reading, inside one snapshot (rolled back at the end).
+
+        A method that reads with several queries (a list, then its details)
+        must not see a writer's commit in between. SQLite's deferred
+        transaction is one WAL snapshot already; PostgreSQL needs REPEATABLE
+        READ for that, which a read-only transaction gets without any risk
+        of serialization failures.
+        """
         with self._errors(), self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
             yield conn
 
     @contextmanager
@@ -310,13 +320,24 @@ class Store:
             q.check(c.status, CHECKPOINT_STATUSES, f"status of checkpoint {c.id}")
             for use in c.uses:
                 q.check(use.direction, USE_DIRECTIONS, f"asset use direction in checkpoint {c.id}")
-        with self.transaction() as conn:
-            seqs = q.next_seqs(conn, ckpts) if ckpts else []
-            q.write_checkpoints(conn, ckpts, seqs)
-            q.upsert_tasks(conn, tasks)
-            q.insert_events(conn, events)
+        try:
+            with self.transaction() as conn:
+                seqs = q.next_seqs(conn, ckpts) if ckpts else []
+                q.write_checkpoints(conn, ckpts, seqs)
+                q.upsert_tasks(conn, tasks)
+                q.insert_events(conn, events)
+        except StoreError as exc:
+            stored = self._existing_ids(ids) if isinstance(exc.__cause__, sa.exc.IntegrityError) else []
+            if stored:
+                raise StoreError(f"checkpoint(s) already stored: {stored}") from exc
+            raise
         for c, seq in zip(ckpts, seqs):
             c.seq = seq
+
+    def _existing_ids(self, ids: Sequence[str]) -> list[str]:
+        c = t.checkpoint
+        with self._read() as conn:
+            return sorted(i for chunk in q.chunks(list(ids)) for i in conn.scalars(sa.select(c.c.id).where(c.c.id.in_(chunk))))
 
     def get_checkpoint(self, id_or_prefix: str) -> CheckpointRecord:
         """One checkpoint with inputs, outputs, claims and uses; prefixes as for runs."""
@@ -398,6 +419,26 @@ class Store:
         if exclude_run is not None:
             query = query.where(c.c.run_id != exclude_run)
         return self._first(query.order_by(c.c.created_at.desc(), c.c.seq.desc()).limit(1))
+
+    def latest_checkpoints(
+        self, workflow: str, *, exclude_run: str | None = None, status: str = "committed"
+    ) -> dict[str, CheckpointRecord]:
+        """:meth:`latest_checkpoint` for every task of ``workflow`` at once:
+        task -> its newest checkpoint with ``status``, in one query (a
+        window function, on both dialects) plus one per detail table."""
+        c = t.checkpoint
+        newest = sa.func.row_number().over(
+            partition_by=c.c.task, order_by=(c.c.created_at.desc(), c.c.seq.desc())
+        ).label("rank")
+        inner = sa.select(c, newest).where(c.c.workflow == workflow, c.c.status == status)
+        if exclude_run is not None:
+            inner = inner.where(c.c.run_id != exclude_run)
+        ranked = inner.subquery()
+        query = sa.select(*[ranked.c[col.name] for col in c.columns]).where(ranked.c.rank == 1)
+        with self._read() as conn:
+            records = [q.checkpoint_record(row) for row in conn.execute(query)]
+            q.attach_details(conn, records, [r.id for r in records])
+        return {r.task: r for r in records}
 
     def find_cached(self, cache_key: str) -> CheckpointRecord | None:
         """The newest committed, still cache-valid checkpoint with ``cache_key``."""
