@@ -240,3 +240,29 @@ def test_restore_with_explicit_skips_and_errors():
     s.claim("w", ["a"], 0.0)
     with pytest.raises(RunError, match="before any claim"):
         s.restore({})
+
+
+def test_a_predicted_path_is_flushed_when_the_deciders_attempt_closes_early():
+    s = Scheduler(workflow(), speculate=1, predict="history", lease_ttl=5.0)
+    s.note_history("decide", "double", 1)
+    s.finished(take(s, "make").token, 0.0)
+    decide = take(s, "decide", "q", 1.0)
+    double = take(s, "double", "p", 1.0)
+    assert double.speculative == (("decide", 1),)
+    out = s.expire(6.0)
+    assert out[:3] == [Cancel("q", "decide", 1, decide.token), Squash("decide", 1, "its lease expired"),
+                       Requeue("decide", 2, 6.0, "attempt 1: its lease expired")]
+    assert Cancel("p", "double", 1, double.token) in out
+    again = take(s, "double", "p", 7.0)
+    assert (again.attempt, again.speculative) == (2, (("decide", 2),))
+    audit(s)
+
+
+def test_a_task_failed_by_its_input_is_skipped_once_its_branch_is_not_taken():
+    s = Scheduler([R("broken"), R("d", branches=("x", "y")), R("x", "d", "broken"), R("y", "d")])
+    out = s.failed(take(s, "broken").token, 0.0, "boom")
+    assert out == [Fail("broken", 1, "boom"), Fail("x", 1, "input 'broken' failed")]
+    out = s.finished(take(s, "d").token, 1.0, branch="y")
+    assert out == [Commit("d", 1), Skip("x", "branch not taken: 'd' chose 'y'")]
+    s.finished(take(s, "y").token, 2.0)
+    assert s.status == "failed" and s.state_of("x") is State.SKIPPED

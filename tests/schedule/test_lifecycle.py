@@ -246,3 +246,30 @@ def test_reports_with_the_wrong_kind_of_token_are_stale():
     assert s.finished(ver.token, 0.0) == []
     assert s.counters["stale_results"] == 2
     assert s.state_of("a") is State.PROVISIONAL
+
+
+def test_a_lone_role_string_is_one_role():
+    s = Scheduler([T("a", role="worker")])
+    assert [lease.task for lease in s.claim("w", "worker", 0.0)] == ["a"]
+
+
+def test_same_calls_give_the_same_answers():
+    def script():
+        s = Scheduler([T("a", verify=1), T("b", "a", retries=1), T("c", "a"), T("d", "b", "c", verify=1)],
+                      speculate=2, lease_ttl=5.0)
+        log = []
+        now = 0.0
+        for step in range(40):
+            now += 1.0
+            for agent in ("x", "y", "z"):
+                for lease in s.claim(agent, ["worker"], now):
+                    log.append(lease)
+                    log.extend(s.failed(lease.token, now, "e") if step % 7 == 3 else s.finished(lease.token, now))
+                for lease in s.claim_verification(agent, ["verifier"], now):
+                    log.append(lease)
+                    log.extend(s.verdict(lease.token, now, step % 5 != 2))
+            log.extend(s.expire(now))
+            log.append(s.scoreboard().version)
+        return log
+
+    assert script() == script()

@@ -81,6 +81,7 @@ class SchedulerMachine(RuleBasedStateMachine):
     )
     def build(self, defs, speculate, predict, data):
         self.defs = {d.name: d for d in defs}
+        self.decider = {b: d.name for d in defs for b in d.branches}
         self.s = Scheduler(defs, speculate=speculate, predict=predict, lease_ttl=20.0,
                            backoff=(0.5, 2.0, 4.0), max_refutations=2, max_lost=2)
         self.now = 0.0
@@ -217,6 +218,9 @@ class SchedulerMachine(RuleBasedStateMachine):
             d = self.defs[task]
             for dep in d.deps:
                 assert s.state_of(dep) in (State.COMMITTED, State.SKIPPED), f"{task} committed before {dep}"
+            if task in self.decider:
+                decider = self.decider[task]
+                assert s.state_of(decider) is State.COMMITTED and s.scoreboard()[decider].branch == task
         for (task, attempt) in self.squashed:
             assert s.attempt_state(task, attempt) is State.SQUASHED
         board = s.scoreboard()

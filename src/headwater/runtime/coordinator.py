@@ -185,7 +185,7 @@ class Coordinator:
                 stale.append(ck.id)
         if stale:
             self.store.set_checkpoint_status(stale, "squashed", "coordinator restarted before verification")
-        self.sched.restore(committed)
+        self.sched.restore(committed, attempts=last_attempt)
         self._event("resumed", data={"committed": len(committed)})
 
     # -- the loop ----------------------------------------------------------

@@ -518,7 +518,8 @@ def offer_verification(st: RunState, rec: TaskRecord) -> None:
     """Put ``rec``'s attempt on its verifier role's queue if it needs verifiers and is not there."""
     if needs_verifier(rec) and rec.vq_attempt != rec.attempt:
         rec.vq_attempt = rec.attempt
-        heapq.heappush(st.vqueue.setdefault(rec.defn.verifier_role, []), (*rec.key, rec.attempt))
+        by_producer = st.vqueue.setdefault(rec.defn.verifier_role, {})
+        heapq.heappush(by_producer.setdefault(rec.producer or "", []), (*rec.key, rec.attempt))
 
 
 def backoff_delay(st: RunState, failures: int) -> float:

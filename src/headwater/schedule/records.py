@@ -138,7 +138,7 @@ class RunState:
     expiry: list[tuple[float, int]] = field(default_factory=list)
     ready: dict[str, list[tuple[int, float, int, int]]] = field(default_factory=dict)
     delayed: list[tuple[float, int, int]] = field(default_factory=list)
-    vqueue: dict[str, list[tuple[int, float, int, int]]] = field(default_factory=dict)
+    vqueue: dict[str, dict[str, list[tuple[int, float, int, int]]]] = field(default_factory=dict)
     deep: dict[int, dict[int, None]] = field(default_factory=dict)
     work: list[int] = field(default_factory=list)
     version: int = 0

@@ -104,8 +104,10 @@ All state lives in one :class:`~headwater.schedule.records.RunState`:
   ``expiry`` (heap of ``(expires, token)``, stale entries skipped);
 * ``ready`` (role -> heap of ``(-priority, -critical path, index, seq)``),
   ``delayed`` (heap of ``(not_before, index, seq)``) and ``vqueue``
-  (verifier role -> heap of ``(-priority, -critical path, index, attempt)``);
-  an entry is valid while its ``seq`` or ``attempt`` is the task's current;
+  (verifier role -> producer -> heap of ``(-priority, -critical path, index,
+  attempt)``, split by producer so an agent never wades through its own
+  work); an entry is valid while its ``seq`` or ``attempt`` is the task's
+  current;
 * ``deep`` -- depth -> tasks whose inputs are all available but need that
   speculation depth, so a depth change touches only the tasks it flips;
 * ``closed`` -- ``(task, attempt) -> REFUTED | SQUASHED | FAILED`` for every
@@ -144,6 +146,11 @@ from headwater.schedule.states import (
 
 PREDICT = ("provisional", "history")
 """Values of ``predict``."""
+
+
+def _roles(roles: Iterable[str]) -> dict[str, None]:
+    """Roles in the order given, without repeats; a lone string is one role."""
+    return {roles: None} if isinstance(roles, str) else dict.fromkeys(roles)
 
 
 class Scheduler:
@@ -198,32 +205,35 @@ class Scheduler:
         st = self._st
         if st.started or st.restored:
             raise RunError("restore() must be called once, before any claim or event")
-        for name, value in committed.items():
+        decided: list[tuple[TaskRecord, int, str | None]] = []
+        for name, (attempt, branch) in committed.items():
             rec = self._rec(name)
-            attempt, branch = value
             if not isinstance(attempt, int) or attempt < 1:
                 raise RunError(f"committed attempt must be an int >= 1, got {attempt!r}", task=name)
             if rec.alternatives and branch not in rec.defn.branches:
                 raise RunError(f"committed branch {branch!r} is not one of {list(rec.defn.branches)}", task=name)
             if not rec.alternatives and branch is not None:
                 raise RunError(f"task has no branches but a committed branch {branch!r}", task=name)
+            decided.append((rec, attempt, branch))
+        pinned = [self._rec(name) for name in skipped]
+        if any(rec.name in committed for rec in pinned):
+            raise RunError("task is both committed and skipped", task=next(r.name for r in pinned if r.name in committed))
+        used = [(self._rec(name), int(last)) for name, last in (attempts or {}).items()]
+        for rec, attempt, branch in decided:
             rec.state, rec.attempt, rec.branch = State.COMMITTED, attempt, branch
-        for name in skipped:
-            rec = self._rec(name)
-            if rec.state is State.COMMITTED:
-                raise RunError("task is both committed and skipped", task=name)
+        for rec in pinned:
             rec.pinned = True
-        for name, last in (attempts or {}).items():
-            rec = self._rec(name)
+        for rec, last in used:
             if rec.state is not State.COMMITTED:
-                rec.attempt = max(rec.attempt, int(last) + 1)
+                rec.attempt = max(rec.attempt, last + 1)
         C.rebuild(st)
+        st.restored = True
         for rec in st.tasks:
             if rec.state is State.COMMITTED and (
                 rec.n_wait or rec.n_fail or rec.n_reject or rec.dh_ok or (rec.n_parents and rec.n_skip == rec.n_parents)
             ):
-                raise RunError("restored as committed, but its inputs are not all committed", task=rec.name)
-        st.restored = True
+                raise RunError("restored as committed, but its inputs are not all committed (discard this "
+                               "scheduler)", task=rec.name)
 
     def note_history(self, task: str, branch: str, count: int) -> list[Action]:
         """Record that decider ``task`` chose ``branch`` ``count`` times in past runs.
@@ -271,7 +281,7 @@ class Scheduler:
             return []
         self._release_delayed(now)
         tasks = st.tasks
-        heaps = [st.ready[r] for r in dict.fromkeys(roles) if r in st.ready]
+        heaps = [st.ready[r] for r in _roles(roles) if r in st.ready]
         leases: list[Lease] = []
         while len(leases) < limit:
             best = None
@@ -299,17 +309,20 @@ class Scheduler:
     def claim_verification(self, agent: str, roles: Iterable[str], now: float, limit: int = 1) -> list[Lease]:
         """Verify leases on up to ``limit`` PROVISIONAL attempts of ``roles`` that need approvals.
 
-        Never on an attempt ``agent`` produced, voted on, declined or already
-        holds a verify lease on. Skipping those costs O(log n) each.
+        Never on an attempt ``agent`` produced (those queues are not even
+        looked at), voted on, declined or already holds a verify lease on
+        (those are skipped, O(log n) each). Each pick compares the heads of
+        the other producers' queues.
         """
         st = self._begin(now)
         tasks = st.tasks
-        heaps = [st.vqueue[r] for r in dict.fromkeys(roles) if r in st.vqueue]
+        pools = [(queues, producer, heap) for r in _roles(roles) if (queues := st.vqueue.get(r))
+                 for producer, heap in queues.items() if producer != agent]
         leases: list[Lease] = []
         stash: list[tuple[list, tuple]] = []
         while len(leases) < limit:
             best = None
-            for h in heaps:
+            for _, _, h in pools:
                 while h:
                     rec = tasks[h[0][2]]
                     if rec.attempt == h[0][3] and C.needs_verifier(rec):
@@ -337,6 +350,9 @@ class Scheduler:
                 rec.vq_attempt = 0
         for h, entry in stash:
             heapq.heappush(h, entry)
+        for queues, producer, h in pools:
+            if not h and queues.get(producer) is h:
+                del queues[producer]
         return leases
 
     def renew(self, token: int, now: float) -> bool:
