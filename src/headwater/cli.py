@@ -406,7 +406,7 @@ def main() -> None:
     try:
         app()
     except HeadwaterError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: resume with `headwater resume RUN`")
