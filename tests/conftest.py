@@ -70,3 +70,41 @@ def store(store_url, tmp_path):
     opened = open_store(store_url, root=tmp_path / ".headwater")
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def ws(tmp_path):
+    """A workspace (store, artifacts, key) on SQLite in the test's tmp dir."""
+    from headwater.runtime import open_workspace
+
+    workspace = open_workspace(tmp_path / ".headwater")
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def ws_any(tmp_path, store_url):
+    """A workspace on each backend (SQLite, and PostgreSQL when configured)."""
+    from headwater.runtime import open_workspace
+
+    workspace = open_workspace(tmp_path / ".headwater", store_url)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def write_wf(tmp_path):
+    """Write a workflow module into tmp_path and load it."""
+    import textwrap
+
+    from headwater.spec import load_workflow
+
+    counter = {"n": 0}
+
+    def make(source: str, name: str | None = None):
+        counter["n"] += 1
+        path = tmp_path / f"wf_{counter['n']}.py"
+        path.write_text(textwrap.dedent(source))
+        return load_workflow(path, name)
+
+    return make

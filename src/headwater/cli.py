@@ -401,6 +401,11 @@ def demo(
     raise typer.Exit(0 if result["ok"] else 1)
 
 
+from headwater.commands import register_all  # noqa: E402
+
+register_all(app)
+
+
 def main() -> None:
     """Console entry point: domain errors become one clear line."""
     try:
