@@ -199,3 +199,43 @@ def test_median_bundle_is_small(ws, write_wf):
     sizes = sorted(len(c.bundle) for c in ws.store.list_checkpoints(summary.run_id))
     assert sizes[len(sizes) // 2] < 4096
     json.loads(ws.store.list_checkpoints(summary.run_id)[0].bundle)
+
+
+def test_declared_uses_are_resolved_and_recorded(ws, write_wf):
+    producer = write_wf('''
+from headwater import Workflow
+wf = Workflow("producer")
+@wf.task()
+def make(ctx):
+    ctx.claim("g", 9.81, uncertainty=0.01, units="m/s^2")
+''')
+    first = run_workflow(ws, producer, {}, RunOptions(workers=0))
+    claim_ck = ws.store.list_checkpoints(first.run_id)[0]
+    consumer = write_wf('''
+from headwater import Workflow
+wf = Workflow("consumer")
+@wf.task(uses=["claim:g", "lib:pyyaml", "dataset:survey@2024-01"])
+def use(ctx):
+    ctx.save("ok", True)
+''')
+    second = run_workflow(ws, consumer, {}, RunOptions(workers=0))
+    ck = ws.store.list_checkpoints(second.run_id)[0]
+    versions = ck.doc["manifest"]["versions"]
+    assert versions["claim:g"] == claim_ck.id[:12]
+    assert versions["dataset:survey"] == "2024-01"
+    import yaml
+
+    assert versions["lib:pyyaml"] == yaml.__version__
+
+
+def test_a_declared_claim_that_does_not_exist_fails_the_task(ws, write_wf):
+    consumer = write_wf('''
+from headwater import Workflow
+wf = Workflow("needs")
+@wf.task(uses=["claim:missing.constant"])
+def use(ctx):
+    ctx.save("ok", True)
+''')
+    summary = run_workflow(ws, consumer, {}, RunOptions(workers=0))
+    assert summary.status == "failed"
+    assert "missing.constant" in summary.tasks[0].error

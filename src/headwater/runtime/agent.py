@@ -110,6 +110,8 @@ def execute(
         )
         out, err = io.StringIO(), io.StringIO()
         try:
+            for ref in spec.uses:  # declared uses resolve to the version current now
+                ctx.use(ref)
             if spec.fn is not None:
                 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                     returned = spec.fn(ctx)
