@@ -169,7 +169,9 @@ def _finish(summary, as_json: bool) -> None:
         _emit(summary.to_json())
     else:
         console.print(_summary_table(summary))
-        console.print(f"{summary.elapsed:.2f} s · inspect with: headwater checkpoints {summary.run_id[:12]}")
+        share = 100 * summary.provenance_seconds / summary.elapsed if summary.elapsed else 0.0
+        console.print(f"{summary.elapsed:.2f} s, of which provenance {summary.provenance_seconds:.3f} s "
+                      f"({share:.1f}%) · inspect with: headwater checkpoints {summary.run_id[:12]}")
     raise typer.Exit(0 if summary.ok else 1)
 
 

@@ -13,8 +13,7 @@ from headwater.errors import NotFound
 from headwater.store import Store
 
 
-def _node(store: Store, cid: str) -> dict:
-    ck = store.get_checkpoint(cid)
+def _node(ck) -> dict:
     return {"id": ck.id, "run": ck.run_id, "task": ck.task, "attempt": ck.attempt, "status": ck.status}
 
 
@@ -22,7 +21,7 @@ def lineage(store: Store, ident: str, depth: int = 50) -> dict:
     """Lineage of a checkpoint id (or prefix) or an artifact sha256 (or prefix)."""
     try:
         ck = store.get_checkpoint(ident)
-        roots, subject = [ck.id], {"kind": "checkpoint", **_node(store, ck.id)}
+        roots, subject = [ck.id], {"kind": "checkpoint", **_node(ck)}
         start_up, start_down = list(ck.parents) + _producers(store, [i.sha256 for i in ck.inputs]), \
             _consumers(store, [o.sha256 for o in ck.outputs])
     except NotFound:
@@ -62,7 +61,7 @@ def _walk(store: Store, start: list[str], depth: int, *, upstream: bool, exclude
             continue
         seen.add(cid)
         ck = store.get_checkpoint(cid)
-        out.append({**_node(store, cid), "distance": d})
+        out.append({**_node(ck), "distance": d})
         nxt = (list(ck.parents) + _producers(store, [i.sha256 for i in ck.inputs])) if upstream \
             else _consumers(store, [o.sha256 for o in ck.outputs])
         queue.extend((n, d + 1) for n in nxt)

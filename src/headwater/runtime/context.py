@@ -11,6 +11,7 @@ turns it into the checkpoint bundle.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -205,7 +206,13 @@ class Context:
         self.outcome.cohort = str(text)
 
 
+@functools.lru_cache(maxsize=None)
 def _distribution_version(module_or_dist: str) -> str:
+    """Installed version of a distribution (or of the one providing a module).
+
+    Cached per process: the module-to-distribution map scans every
+    installed distribution.
+    """
     from importlib import metadata
 
     try:

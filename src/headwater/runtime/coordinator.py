@@ -129,8 +129,10 @@ class Coordinator:
         self.ws, self.wf, self.run, self.options = ws, wf, run, options
         self.store = ws.store
         self.progress = progress or (lambda kind, data: None)
+        t0 = time.perf_counter()
         self.env = fingerprint(_project_dir(wf))
         self.git = git_state(_project_dir(wf)) or {}
+        fingerprinting = time.perf_counter() - t0
         self.env_part = self.env.bundle_part()
         self.task_hash = {name: wf.task_hash(name) for name in wf.tasks}
         self.sched = Scheduler(task_defs(wf), speculate=options.speculate, lease_ttl=options.lease_ttl)
@@ -149,7 +151,7 @@ class Coordinator:
         self._run_spec: dict[str, str] = {}
         self._executor = executor
         self.final_status: str | None = None
-        self.provenance_seconds = 0.0
+        self.provenance_seconds = fingerprinting
         self._last_flush = 0.0
         needed = max((t.quorum.k for t in wf.tasks.values()), default=0)
         if needed and options.workers and options.workers < needed + 1:

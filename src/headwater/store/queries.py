@@ -54,6 +54,30 @@ def dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
     return (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(table)
 
 
+_UPSERTS: dict[tuple[str, str], Any] = {}
+"""Upsert statements built once per (dialect, purpose): building one walks
+every column and costs more than executing it on the write path."""
+
+
+def _task_upsert(conn: sa.Connection) -> Any:
+    key = (conn.dialect.name, "task_instance")
+    if key not in _UPSERTS:
+        stmt = dialect_insert(conn, t.task_instance)
+        _UPSERTS[key] = stmt.on_conflict_do_update(
+            index_elements=["run_id", "task"],
+            set_={c.name: stmt.excluded[c.name] for c in t.task_instance.columns
+                  if c.name not in ("run_id", "task")},
+        )
+    return _UPSERTS[key]
+
+
+def _artifact_insert(conn: sa.Connection) -> Any:
+    key = (conn.dialect.name, "artifact")
+    if key not in _UPSERTS:
+        _UPSERTS[key] = dialect_insert(conn, t.artifact).on_conflict_do_nothing(index_elements=["sha256"])
+    return _UPSERTS[key]
+
+
 def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -91,12 +115,7 @@ def upsert_tasks(conn: sa.Connection, tasks: Iterable[TaskRecord]) -> None:
     rows = list({(x.run_id, x.task): row_of(x) for x in tasks}.values())
     if not rows:
         return
-    stmt = dialect_insert(conn, t.task_instance)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id", "task"],
-        set_={c: stmt.excluded[c] for c in rows[0] if c not in ("run_id", "task")},
-    )
-    conn.execute(stmt, rows)
+    conn.execute(_task_upsert(conn), rows)
 
 
 def insert_events(conn: sa.Connection, events: Iterable[EventRecord]) -> None:
@@ -178,8 +197,7 @@ def write_checkpoints(
         )
     conn.execute(sa.insert(t.checkpoint), rows)
     if artifacts:
-        stmt = dialect_insert(conn, t.artifact).on_conflict_do_nothing(index_elements=["sha256"])
-        conn.execute(stmt, [
+        conn.execute(_artifact_insert(conn), [
             {"sha256": a.sha256, "size": a.size, "media_type": a.media_type, "uri": a.uri}
             for a in artifacts.values()
         ])
