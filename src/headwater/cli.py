@@ -146,6 +146,9 @@ def run(
     name: Optional[str] = typer.Option(None, "--workflow", help="Which workflow, when the file defines several."),
     campaign: Optional[str] = typer.Option(None, "--campaign", help="Campaign this run belongs to (default: workflow name)."),
     speculate: str = typer.Option("off", "--speculate", help="Run-ahead on unverified results: off, N or adaptive."),
+    executor: str = typer.Option("local", "--executor", help="Where agents' work runs: local processes or dask."),
+    scheduler_address: Optional[str] = typer.Option(None, "--scheduler-address",
+                                                    help="Dask scheduler (tcp://host:8786); default: a LocalCluster."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Run a workflow with local agents, writing a signed checkpoint per task.
@@ -158,7 +161,7 @@ def run(
     wf = load_workflow(file, name)
     ws = _ws()
     options = RunOptions(workers=workers, seed=seed, why=why, no_cache=no_cache, campaign=campaign,
-                         speculate=_speculate(speculate))
+                         speculate=_speculate(speculate), executor=executor, scheduler_address=scheduler_address)
     summary = run_with_progress(lambda cb: run_workflow(ws, wf, _parse_params(param), options, cb),
                                 len(wf.tasks), quiet=as_json)
     _finish(summary, as_json)

@@ -56,6 +56,8 @@ class RunOptions:
     speculate: int | str = 0
     lease_ttl: float = 600.0
     prefetch: int = 2
+    executor: str = "local"  # "local" (processes, or inline when workers=0) | "dask"
+    scheduler_address: str | None = None  # Dask scheduler; None starts a LocalCluster
 
 
 @dataclass
@@ -164,6 +166,13 @@ class Coordinator:
     def _make_executor(self) -> Executor:
         claims = ClaimReader(self.store.url, str(self.ws.root))
         needed = max((t.quorum.k for t in self.wf.tasks.values()), default=0)
+        if self.options.executor == "dask":
+            from headwater.runtime.dask_executor import DaskExecutor
+
+            return DaskExecutor(self.wf, self.store.artifacts.url, self.roles, max(self.options.workers, 1),
+                                claims, self.options.scheduler_address, self.options.prefetch)
+        if self.options.executor != "local":
+            raise RunError(f"unknown executor {self.options.executor!r}: use local or dask", run_id=self.run.id)
         if self.options.workers <= 0:
             return InlineExecutor(self.wf, self.store.artifacts, self.roles, claims, n_agents=needed + 1)
         return LocalProcessExecutor(
