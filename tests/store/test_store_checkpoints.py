@@ -291,6 +291,24 @@ def test_find_cached_and_invalidate_cache(runs):
     assert store.find_cached("K") is None
 
 
+def test_find_cached_many_answers_like_find_cached_for_each_key(runs):
+    store = runs
+    older = f.checkpoint("run-a", "t", 1, cache_key="K", created_at=10.0, outputs=[f.art("o1", "out")])
+    newer = f.checkpoint("run-b", "t", 2, cache_key="K", created_at=20.0, outputs=[f.art("o2", "out")])
+    provisional = f.checkpoint("run-b", "t", 3, cache_key="P", created_at=30.0, status="provisional")
+    many = [f.checkpoint("run-a", f"m{i}", 10 + i, cache_key=f"M{i}") for i in range(700)]
+    store.add_checkpoints([older, newer, provisional, *many])
+    keys = ["K", "P", "missing", "K", *[f"M{i}" for i in range(700)]]
+    found = store.find_cached_many(keys)
+    assert set(found) == {"K", *[f"M{i}" for i in range(700)]}
+    for key, ck in found.items():
+        assert ck == store.find_cached(key)
+    assert [a.name for a in found["K"].outputs] == ["out"] and found["K"].id == newer.id
+    store.invalidate_cache([newer.id], "stale")
+    assert store.find_cached_many(["K"])["K"].id == older.id
+    assert store.find_cached_many([]) == {}
+
+
 def test_checkpoints_with_artifact(runs):
     store = runs
     producer = f.checkpoint("run-a", "make", 1, outputs=[f.art("data", "d")], created_at=1.0)

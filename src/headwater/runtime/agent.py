@@ -9,10 +9,12 @@ executor used for debugging, and remote agents.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -87,6 +89,46 @@ class OutputsView:
         return self._artifacts.local_path(self.outputs[name].sha256)
 
 
+class Cancelled(BaseException):
+    """Raised inside an agent's running work when the coordinator cancels it.
+
+    A ``BaseException``, so the ``except Exception`` that turns a task's own
+    errors into a failed outcome does not swallow it: cancelled work reports
+    nothing.
+    """
+
+
+_SCRATCH: dict[int, Path] = {}
+
+
+@contextlib.contextmanager
+def _scratch(name: str):
+    """A private working directory for one piece of work, removed afterwards.
+
+    It lives under one temporary directory per process and is only created
+    when the work touches it (see :attr:`Context.workdir`): most tasks never
+    do, and creating and removing a directory costs more than a no-op task.
+    """
+    pid = os.getpid()
+    base = _SCRATCH.get(pid)
+    if base is None:
+        base = _SCRATCH[pid] = Path(tempfile.mkdtemp(prefix="hw-agent-"))
+        atexit.register(release_scratch)
+    path = base / name
+    try:
+        yield path
+    finally:
+        if os.path.lexists(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def release_scratch() -> None:
+    """Remove this process's scratch directory (agents call it when they stop)."""
+    base = _SCRATCH.pop(os.getpid(), None)
+    if base is not None:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def execute(
     wf: Workflow,
     work: Work,
@@ -96,7 +138,7 @@ def execute(
     """Run one task attempt and return its outcome; never raises for task errors."""
     spec = wf.tasks[work.task]
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix=f"hw-{work.task}-") as tmp:
+    with _scratch(f"{work.task}-{work.attempt}-{work.token}") as tmp:
         ctx = Context(
             run_id=work.run_id,
             task=work.task,
@@ -105,7 +147,7 @@ def execute(
             seed=work.seed,
             inputs=work.inputs,
             artifacts=artifacts,
-            workdir=Path(tmp),
+            workdir=tmp,
             claim_lookup=claim_lookup,
         )
         out, err = io.StringIO(), io.StringIO()
@@ -184,10 +226,10 @@ def verify(wf: Workflow, work: VerifyWork, artifacts: ArtifactStore) -> tuple[bo
     view = OutputsView(work.task, work.outputs, artifacts)
     try:
         if callable(spec.verifier):
-            with tempfile.TemporaryDirectory(prefix=f"hw-verify-{work.task}-") as tmp:
+            with _scratch(f"verify-{work.task}-{work.attempt}-{work.token}") as tmp:
                 ctx = Context(
                     run_id=work.run_id, task=work.task, attempt=work.attempt, params=work.params,
-                    seed=work.seed, inputs=work.inputs, artifacts=artifacts, workdir=Path(tmp),
+                    seed=work.seed, inputs=work.inputs, artifacts=artifacts, workdir=tmp,
                 )
                 verdict = spec.verifier(ctx, view)
         else:

@@ -7,6 +7,12 @@ settings and invariants for simulations, transforms, cohort and table schemas
 for analyses). Everything the task reports lands in a :class:`TaskOutcome`,
 a plain picklable record that the agent sends back to the coordinator, which
 turns it into the checkpoint bundle.
+
+Shared implementations are called through the context (``ctx.call``), which
+is where oversight routing (reroutes, pins, canaries) and N-version
+redundancy take effect and where the version used is recorded;
+:func:`scan_task` finds, without running a task, the distributions its code
+uses and the asset references written into it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -58,6 +65,7 @@ class TaskOutcome:
     stderr: str = ""
     started: float = 0.0
     finished: float = 0.0
+    redundancy: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -99,12 +107,18 @@ class Context:
         self.params = dict(params)
         self.seed = seed
         self.inputs = dict(inputs)
-        self.workdir = workdir
+        self._workdir = workdir
         self.log = logger or logging.getLogger(f"headwater.task.{task}")
         self.outcome = TaskOutcome()
         self._artifacts = artifacts
         self._claim_lookup = claim_lookup
         self._rng = None
+
+    @property
+    def workdir(self) -> Path:
+        """The task's private scratch directory, created on first use."""
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        return self._workdir
 
     # -- reading -----------------------------------------------------------
     @property
@@ -186,6 +200,53 @@ class Context:
         self.outcome.uses.append(AssetUse(kind=kind, name=name, version=version or "unversioned", direction="consumed"))
         return value
 
+    def call(self, ref: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the shared implementation ``ref`` (``"lib:NAME"``) with the arguments.
+
+        The implementation and version come from oversight routing (the
+        default implementation's newest version, unless a pin, canary or
+        policy reroute says otherwise) and are recorded as a use of
+        ``lib:NAME/IMPL@VERSION``. ``"lib:NAME/IMPL"`` asks for one
+        implementation, ``"@VERSION"`` for one version. When redundancy is on
+        for the asset, a sampled share of calls also runs on a second
+        implementation and whether the two agree is recorded.
+        """
+        from headwater.oversight import registry, routing
+        from headwater.oversight.monitors import values_agree
+
+        kind, _, rest = ref.partition(":")
+        if kind != "lib" or not rest:
+            raise ValueError(f"task {self.task!r}: ctx.call takes 'lib:NAME', got {ref!r}")
+        name, _, version = rest.partition("@")
+        asset, _, impl = name.partition("/")
+        reg = getattr(self, "implementations", None) or registry.implementations
+        cands = [c for c in reg.candidates(asset)
+                 if (not impl or c.name == name) and (not version or c.version == version)]
+        if not cands:
+            raise KeyError(f"task {self.task!r}: no implementation registered as {ref!r}")
+        route = getattr(self._claim_lookup, "route", None)
+        choice = route("lib", cands) if route is not None else routing.choose("lib", cands)
+        if choice is None:
+            raise HeadwaterError(f"task {self.task!r}: no version of {ref} may be served (all retracted or under test)")
+        result = reg.get(choice.name, choice.version).fn(*args, **kwargs)
+        use = AssetUse(kind="lib", name=choice.name, version=choice.version, direction="consumed")
+        if use not in self.outcome.uses:
+            self.outcome.uses.append(use)
+        self._calls = getattr(self, "_calls", 0) + 1
+        red = reg.redundancy_of(asset)
+        if red is not None and not impl and red.sampled(self.run_id, self.task, self.attempt, self._calls):
+            alt = getattr(self._claim_lookup, "alternative", None)
+            other = alt("lib", cands, choice) if alt is not None else \
+                routing.choose("lib", [c for c in cands if c.name != choice.name])
+            if other is not None and other.name != choice.name:
+                second = reg.get(other.name, other.version).fn(*args, **kwargs)
+                self.outcome.redundancy.append({
+                    "asset": f"lib:{asset}", "primary": f"{choice.name}@{choice.version}",
+                    "secondary": f"{other.name}@{other.version}",
+                    "agree": values_agree(result, second, red.rtol, red.atol), "call": self._calls,
+                })
+        return result
+
     def invariant(self, name: str, value: Any, expected: Any = None, tol: float = 0.0) -> bool:
         """Record an invariant; a violated one fails the task when it returns."""
         result = check_invariant(name, serialize.plain(value), serialize.plain(expected), tol)
@@ -204,6 +265,82 @@ class Context:
     def cohort(self, text: str) -> None:
         """Analysis profile: the cohort / selection definition, as text."""
         self.outcome.cohort = str(text)
+
+
+@dataclass(frozen=True)
+class TaskScan:
+    """What a task's code reveals before it runs (see :func:`scan_task`)."""
+
+    libraries: dict[str, str]
+    refs: tuple[str, ...]
+
+
+_REF = re.compile(r"^(claim|lib|dataset|model|compute):[^\s:@][^\s]*$")
+
+
+def scan_task(fn: Callable[..., Any] | None, depth: int = 3) -> TaskScan:
+    """The distributions ``fn``'s code uses (name -> installed version) and the
+    asset references (``"claim:g"``, ``"lib:fft"``) written in it as strings.
+
+    Reads the bytecode: module globals it loads (``np`` bound to numpy),
+    objects imported from a package (``solve_ivp`` from scipy), ``import``
+    statements inside it, and, up to ``depth`` calls deep, functions of its
+    own module that it calls. The standard library is not reported.
+    """
+    if fn is None or not hasattr(fn, "__code__"):
+        return TaskScan({}, ())
+    return _scan(fn, depth)
+
+
+@functools.lru_cache(maxsize=256)
+def _scan(fn: Callable[..., Any], depth: int) -> TaskScan:
+    import dis
+    import sys
+    import types
+
+    modules: set[str] = set()
+    refs: list[str] = []
+    seen: set[int] = set()
+    home = getattr(fn, "__module__", None) or ""
+
+    def visit(code: types.CodeType, glob: dict, level: int) -> None:
+        if id(code) in seen:
+            return
+        seen.add(id(code))
+        for ins in dis.get_instructions(code):
+            if ins.opname == "IMPORT_NAME":
+                modules.add(str(ins.argval).split(".")[0])
+            elif ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                obj = glob.get(str(ins.argval))
+                if isinstance(obj, types.ModuleType):
+                    modules.add(obj.__name__.split(".")[0])
+                elif obj is not None:
+                    mod = getattr(obj, "__module__", None) or ""
+                    if mod and mod != home:
+                        modules.add(mod.split(".")[0])
+                    elif isinstance(obj, types.FunctionType) and level < depth:
+                        visit(obj.__code__, obj.__globals__, level + 1)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                visit(const, glob, level)
+            elif isinstance(const, str) and _REF.match(const):
+                refs.append(const)
+
+    visit(fn.__code__, getattr(fn, "__globals__", {}), 0)
+    skip = set(sys.stdlib_module_names) | {"builtins", "__main__", home.split(".")[0]}
+    libraries: dict[str, str] = {}
+    for module in sorted(modules - skip):
+        for dist in _distributions(module):
+            libraries[dist] = _distribution_version(dist)
+    return TaskScan(libraries, tuple(dict.fromkeys(refs)))
+
+
+@functools.lru_cache(maxsize=None)
+def _distributions(module: str) -> tuple[str, ...]:
+    """The installed distributions that provide top-level module ``module``."""
+    from importlib import metadata
+
+    return tuple(sorted({d.lower() for d in metadata.packages_distributions().get(module, [])}))
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,52 +1,102 @@
 """The coordinator: the imperative shell around :mod:`headwater.schedule`.
 
-One loop, one thread. Each turn it (1) asks the scheduling core for leases on
-behalf of every agent with free slots and hands the work to the executor,
-(2) waits for results no longer than the core's next deadline, (3) feeds each
-result to the core as an event, turns successful attempts into signed
-checkpoint bundles, and applies the actions the core returns (commit, squash,
-requeue, fail, skip, cancel), and (4) writes everything from that turn to the
-store in one transaction. The core decides; this module only does I/O and
-reads the clock.
+One loop, one thread (plus the store writer's). Each turn it
+
+1. asks the scheduling core for leases on behalf of every agent with free
+   slots (verification first, then runs, best first), looks up the cache
+   for all new run leases in one query, and hands each agent its messages in
+   one batch; an agent with free slots and nothing to claim steals queued,
+   not yet started work from the busiest agent;
+2. lets agents whose recheck policy says so look at the scoreboard, and
+   (with ``backup_stragglers``) gives work running far longer than expected
+   a backup copy on another agent;
+3. waits for results no longer than the next lease expiry, retry or recheck;
+4. feeds each result to the core as an event, turns successful attempts into
+   signed checkpoint bundles (:mod:`headwater.runtime.recorder`) and applies
+   the actions the core returns (commit, squash, requeue, fail, skip,
+   cancel);
+5. hands the turn's checkpoints, task states and events to the store writer
+   in one batch, at least every :data:`FLUSH_INTERVAL` seconds or
+   :data:`FLUSH_BATCH` checkpoints, and at once when nothing runs.
+
+The core decides; this module only does I/O and reads the clock.
+
+Speculation. A lease built on provisional inputs says so (``speculative``)
+and its bundle records them (``manifest.speculative``). Provisional
+checkpoints become ``committed`` or ``squashed`` (with the reason) in the
+store as the core's actions say. An agent that built on provisional results
+learns what became of them either by notification (``recheck="notify"``,
+the default: the coordinator tells it the moment the core commits or
+flushes them) or by looking at the scoreboard when its recheck policy
+(:mod:`headwater.schedule.recheck`: eager, backoff, adaptive) says so; a
+flush of its work then reaches it only when it looks, so lazy rechecking
+costs wasted work, and every look is counted (``scoreboard_reads``).
 
 Crash safety: a checkpoint and the task state it implies are written in the
 same transaction, dependents only after their inputs (batches are written in
-order), so after a SIGKILL :func:`resume_run` rebuilds the core from the
-committed checkpoints and runs only what is missing.
+order), and every batch is durable before the run is marked finished. After
+a SIGKILL at most the batches not yet written are lost, and
+:func:`resume_run` rebuilds the core from the committed checkpoints and runs
+only what is missing.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
+import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from headwater.checkpoint import bundle as B
+from headwater.checkpoint.canonical import NotJSON, hash_obj, to_jsonable
 from headwater.checkpoint.env import fingerprint, full_export, git_state
 from headwater.checkpoint.profiles import analysis_part, simulation_part
 from headwater.errors import RunError
 from headwater.runtime.agent import Result, VerifyWork, Work
 from headwater.runtime.context import InputRef, TaskOutcome
 from headwater.runtime.executors import ClaimReader, Executor, InlineExecutor, LocalProcessExecutor
+from headwater.runtime.logs import RunLog, log_path
+from headwater.runtime.recorder import StoreWriter, assemble_bundle
 from headwater.runtime.workspace import Workspace
 from headwater.schedule import (
-    Cancel, Commit, Fail, Lease, Requeue, RunFinished, Scheduler, Skip, Squash, State, TaskDef,
+    Cancel, Commit, Fail, Lease, RecheckInfo, RecheckPolicy, Requeue, RunFinished, Scheduler, Scoreboard,
+    Skip, Squash, State, TaskDef, recheck_policy,
 )
 from headwater.spec import Workflow, load_workflow
 from headwater.store.records import ArtifactRecord, CheckpointRecord, EventRecord, RunRecord, TaskRecord
 
 ProgressFn = Callable[[str, dict], None]
 
-# Results are written in batches: at most FLUSH_INTERVAL seconds or FLUSH_BATCH
-# checkpoints after they arrive, and at once when nothing else is running.
 FLUSH_INTERVAL = 0.05
+"""Results reach the store writer at most this many seconds after they arrive ..."""
 FLUSH_BATCH = 500
+"""... or in batches of this many checkpoints, and at once when nothing runs."""
+LOG_ONLY = frozenset({"checkpoint", "dispatched"})
+"""Events that go to the structured log only: the store has them as rows already."""
+COUNTERS_EVERY = 1.0
+"""Seconds between the counters snapshots written to the event log."""
+RECHECK = ("notify", "eager", "backoff", "adaptive")
+"""Values of ``RunOptions.recheck``."""
+STRAGGLER_MIN_SECONDS = 0.5
+"""Work is never a straggler before it has run this long."""
 
 
 @dataclass
 class RunOptions:
-    """How to run: ``workers=0`` runs every task inline, in this process."""
+    """How to run: ``workers=0`` runs every task inline, in this process.
+
+    ``roles`` gives each local agent its roles (a list of role lists, used in
+    turn for agent 1, 2, ...; default: every agent takes every role).
+    ``predict`` is the core's branch prediction (``"provisional"`` or
+    ``"history"``: past runs' committed branch choices), ``recheck`` how
+    agents that ran ahead learn about their inputs (see :data:`RECHECK`).
+    ``backup_stragglers`` gives work that runs ``straggler_factor`` times
+    longer than expected a backup copy on another agent; the first result
+    wins. ``log_json`` also writes the structured log to standard error.
+    """
 
     workers: int = 2
     seed: int = 0
@@ -58,6 +108,13 @@ class RunOptions:
     prefetch: int = 2
     executor: str = "local"  # "local" (processes, or inline when workers=0) | "dask"
     scheduler_address: str | None = None  # Dask scheduler; None starts a LocalCluster
+    roles: list[list[str]] | None = None
+    predict: str = "provisional"
+    recheck: str = "notify"
+    backup_stragglers: bool = False
+    straggler_factor: float = 3.0
+    log_json: bool = False
+    log_file: bool = True
 
 
 @dataclass
@@ -80,6 +137,7 @@ class RunSummary:
     counters: dict[str, int]
     elapsed: float
     provenance_seconds: float = 0.0  # building, signing and storing bundles
+    latency: dict[str, float] = field(default_factory=dict)  # recheck and verification latency
 
     @property
     def ok(self) -> bool:
@@ -89,13 +147,14 @@ class RunSummary:
         return asdict(self)
 
 
-def task_defs(wf: Workflow) -> list[TaskDef]:
-    """The scheduling core's view of a workflow spec."""
+def task_defs(wf: Workflow, expected: dict[str, float] | None = None) -> list[TaskDef]:
+    """The scheduling core's view of a workflow spec; ``expected`` durations from history."""
+    expected = expected or {}
     return [
         TaskDef(
             name=t.name, deps=tuple(t.after), role=t.role, priority=t.priority, retries=t.retries,
             verify=t.quorum.k, reject=t.quorum.reject, verifier_role=t.verifier_role,
-            branches=tuple(t.branches),
+            branches=tuple(t.branches), expected_duration=expected.get(t.name, 1.0),
         )
         for t in wf.tasks.values()
     ]
@@ -113,7 +172,7 @@ def _outcome_from_checkpoint(ck: CheckpointRecord) -> TaskOutcome:
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class _InFlight:
     lease: Lease
     agent: str
@@ -121,6 +180,45 @@ class _InFlight:
     parents: list[str]
     cache_key: str | None = None
     dispatched: float = 0.0
+    msg: Work | VerifyWork | None = None
+    backup: str | None = None
+
+
+@dataclass(eq=False)
+class _Watcher:
+    """One agent's view of the provisional inputs its work was built on.
+
+    ``assumed`` maps the token of each of its run leases started on
+    uncommitted inputs to those ``(task, attempt)`` inputs; ``deferred``
+    holds cancels that reach the agent only when it next looks.
+    """
+
+    policy: RecheckPolicy | None
+    assumed: dict[int, tuple[tuple[str, int], ...]] = field(default_factory=dict)
+    deferred: list[int] = field(default_factory=list)
+    checks: int = 0
+    next_check: float = math.inf
+    info: RecheckInfo | None = None
+
+
+class _Stats:
+    """Shell-side counters and latency samples, beside the core's counters."""
+
+    KEYS = ("rechecks", "notifications", "deferred_cancels", "stolen", "steal_requests", "backups",
+            "backup_wins", "cache_hits", "checkpoints", "cancels_sent")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = dict.fromkeys(self.KEYS, 0)
+        self.recheck: list[float] = []
+        self.verification: list[float] = []
+
+    def latency(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, xs in (("recheck", self.recheck), ("verification", self.verification)):
+            out[f"{name}_count"] = float(len(xs))
+            out[f"{name}_mean_s"] = round(statistics.fmean(xs), 6) if xs else 0.0
+            out[f"{name}_max_s"] = round(max(xs), 6) if xs else 0.0
+        return out
 
 
 class Coordinator:
@@ -131,16 +229,23 @@ class Coordinator:
         self.ws, self.wf, self.run, self.options = ws, wf, run, options
         self.store = ws.store
         self.progress = progress or (lambda kind, data: None)
+        if options.recheck not in RECHECK:
+            raise RunError(f"recheck must be one of {', '.join(RECHECK)}, got {options.recheck!r}", run_id=run.id)
         t0 = time.perf_counter()
         self.env = fingerprint(_project_dir(wf))
         self.git = git_state(_project_dir(wf)) or {}
         fingerprinting = time.perf_counter() - t0
         self.env_part = self.env.bundle_part()
         self.task_hash = {name: wf.task_hash(name) for name in wf.tasks}
-        self.sched = Scheduler(task_defs(wf), speculate=options.speculate, lease_ttl=options.lease_ttl)
+        self._previous: dict[str, CheckpointRecord] = self.store.latest_checkpoints(wf.name, exclude_run=run.id)
+        expected = {task: float(ck.doc["time"]["secs"]) for task, ck in self._previous.items()}
+        self.expected = expected
+        self.sched = Scheduler(task_defs(wf, expected), speculate=options.speculate, lease_ttl=options.lease_ttl,
+                               predict=options.predict)
         self.roles = frozenset({t.role for t in wf.tasks.values()} | {t.verifier_role for t in wf.tasks.values()})
+        self.agent_roles = [frozenset(r) for r in options.roles] if options.roles else None
         self.ckpt_of: dict[str, CheckpointRecord] = {}
-        self.outcome_of: dict[str, TaskOutcome] = {}
+        self.invariants_of: dict[str, list[dict]] = {}
         self.inflight: dict[int, _InFlight] = {}
         self.summary: dict[str, TaskSummary] = {n: TaskSummary(n, "pending", 0) for n in wf.tasks}
         self.prev_id: str | None = None
@@ -149,18 +254,51 @@ class Coordinator:
         self.pending_tasks: dict[str, TaskRecord] = {}
         self.pending_events: list[EventRecord] = []
         self.status_updates: list[tuple[str, str, str | None]] = []
-        self._previous: dict[str, CheckpointRecord] | None = None
         self._run_spec: dict[str, str] = {}
         self._executor = executor
+        self._ex: Executor | None = None
         self.final_status: str | None = None
         self.provenance_seconds = fingerprinting
         self._last_flush = 0.0
+        self._last_counters = 0.0
+        self.stats = _Stats()
+        self.watchers: dict[str, _Watcher] = {}
+        self._waiting: dict[tuple[str, int], set[tuple[str, int]]] = {}
+        self._resolved_at: dict[tuple[str, int], float] = {}
+        self._provisional_at: dict[tuple[str, int], float] = {}
+        self._durations: list[float] = []
+        self.writer = StoreWriter(self.store)
+        self.log = RunLog(log_path(ws.root, run.id) if options.log_file else None, stderr=options.log_json)
+        self._prepare_parts()
         needed = max((t.quorum.k for t in wf.tasks.values()), default=0)
         if needed and options.workers and options.workers < needed + 1:
             raise RunError(
                 f"a task needs {needed} verifier approval(s) from agents other than its producer: "
                 f"run with --workers {needed + 1} or more", run_id=run.id,
             )
+        if self.agent_roles and options.workers > 0:
+            held = set().union(*self.agent_roles[: max(options.workers, 1)])
+            needs = {t.role for t in wf.tasks.values()} | {t.verifier_role for t in wf.tasks.values() if t.quorum.k}
+            if needs - held:
+                raise RunError(f"no agent has role(s) {', '.join(sorted(needs - held))}: give some agent "
+                               "those roles with --roles", run_id=run.id)
+
+    def _prepare_parts(self) -> None:
+        """The bundle parts that are the same for every checkpoint of the run, made plain once."""
+        self._env_plain = to_jsonable({k: v for k, v in self.env_part.items()
+                                       if k == "fp" or not _empty(v)})
+        try:
+            self._params_plain: Any = to_jsonable(self.run.params)
+        except NotJSON:
+            self._params_plain = self.run.params
+        git = {k: v for k, v in self.git.items() if v is not None}
+        self._code = {n: to_jsonable({k: v for k, v in {"task_hash": h, **git}.items()
+                                      if k == "task_hash" or not _empty(v)})
+                      for n, h in self.task_hash.items()}
+        self._seed = {n: B.derive_seed(self.run.seed, n) for n in self.wf.tasks}
+        self._intent = {n: {"goal": s.intent.goal, "assumptions": list(s.intent.assumptions),
+                            "concludes": s.intent.concludes} for n, s in self.wf.tasks.items()}
+        self._spec_diff: dict[str, tuple[dict, bool, bool]] = {}
 
     # -- setup -------------------------------------------------------------
     def _make_executor(self) -> Executor:
@@ -175,9 +313,11 @@ class Coordinator:
             raise RunError(f"unknown executor {self.options.executor!r}: use local or dask", run_id=self.run.id)
         if self.options.workers <= 0:
             return InlineExecutor(self.wf, self.store.artifacts, self.roles, claims, n_agents=needed + 1)
-        return LocalProcessExecutor(
+        ex = LocalProcessExecutor(
             self.wf, self.store.artifacts.url, self.roles, self.options.workers, claims, self.options.prefetch,
+            agent_roles=self.agent_roles, fork_guard=self.writer.lock,
         )
+        return ex
 
     def restore(self) -> None:
         """Rebuild state from the store (resume): committed work is kept,
@@ -199,6 +339,17 @@ class Coordinator:
         self.sched.restore(committed, attempts=last_attempt)
         self._event("resumed", data={"committed": len(committed)})
 
+    def _note_history(self) -> None:
+        """``predict="history"``: tell the core how often each decider chose each branch before."""
+        for name, spec in self.wf.tasks.items():
+            if not spec.branches:
+                continue
+            counts = Counter(ck.doc["manifest"].get("branch") for ck in self.store.list_checkpoints(
+                workflow=self.wf.name, task=name, status="committed") if ck.run_id != self.run.id)
+            for branch, count in counts.items():
+                if branch in spec.branches:
+                    self._apply(self.sched.note_history(name, branch, count), time.time())
+
     # -- the loop ----------------------------------------------------------
     def execute(self) -> RunSummary:
         started = time.time()
@@ -206,34 +357,59 @@ class Coordinator:
         self.store.put_env(self.env.fp, self.env.summary, self.env.packages)
         self.progress("start", {"run": self.run.id, "total": len(self.wf.tasks),
                                 "done": sum(1 for s in self.summary.values() if s.state == "committed")})
+        self._event("run_started", data={"tasks": len(self.wf.tasks), "speculate": self.options.speculate,
+                                         "recheck": self.options.recheck})
+        if self.options.predict == "history":
+            self._note_history()
         executor = self._executor or self._make_executor()
+        self._ex = executor
         try:
             self._loop(executor)
         except BaseException:
-            self._flush()
-            self.store.set_run_status(self.run.id, "interrupted", time.time())
-            raise
-        finally:
             executor.close()
+            self._flush(final=True)
+            self.store.set_run_status(self.run.id, "interrupted", time.time())
+            self.log.close()
+            raise
+        executor.close()
         status = self.final_status or self.sched.status
-        self._flush()
+        self._event("run_finished", data={"status": status})
+        self._flush(final=True)
         self.store.set_run_status(self.run.id, status, time.time())
+        self.log.close()
         self.progress("finish", {"status": status})
         return RunSummary(
             run_id=self.run.id, workflow=self.wf.name, status=status,
-            tasks=[self.summary[n] for n in self.wf.tasks], counters=dict(self.sched.counters),
+            tasks=[self.summary[n] for n in self.wf.tasks], counters=self.counters(),
             elapsed=time.time() - started, provenance_seconds=round(self.provenance_seconds, 6),
+            latency=self.stats.latency(),
         )
 
+    def counters(self) -> dict[str, int]:
+        """The core's counters and the shell's, in one dict."""
+        return {**self.sched.counters, **self.stats.counts}
+
     def _loop(self, executor: Executor) -> None:
+        last_renew = last_straggle = time.time()
         while not self.sched.done:
             now = time.time()
             self._apply(self.sched.expire(now), now)
-            self._renew(now)
+            if now - last_renew >= self.options.lease_ttl / 4:
+                self._renew(now)
+                last_renew = now
             dispatched = self._claim(executor, now)
             if self.sched.done:
                 break
+            self._recheck_due(now)
+            if self.options.backup_stragglers and now - last_straggle >= 0.1:
+                self._backup_stragglers(executor, now)
+                last_straggle = now
+            if not self.inflight or len(self.pending) >= FLUSH_BATCH or now - self._last_flush >= FLUSH_INTERVAL:
+                self._flush()
             deadline = self.sched.next_deadline()
+            wake = min((w.next_check for w in self.watchers.values()), default=math.inf)
+            if wake < math.inf:
+                deadline = wake if deadline is None else min(deadline, wake)
             if not self.inflight and not dispatched and deadline is None:
                 waiting = [n for n in self.wf.tasks if self.sched.state_of(n) not in (State.COMMITTED, State.FAILED, State.SKIPPED)]
                 raise RunError(f"no agent can take the remaining tasks: {', '.join(waiting)}", run_id=self.run.id)
@@ -244,30 +420,48 @@ class Coordinator:
             for agent in lost:
                 for token in [t for t, f in self.inflight.items() if f.agent == agent]:
                     del self.inflight[token]
+                for f in self.inflight.values():
+                    if f.backup == agent:
+                        f.backup = None
+                self.watchers.pop(agent, None)
                 self._event("agent_lost", agent=agent)
                 self._apply(self.sched.agent_lost(agent, now), now)
             for result in results:
                 self._complete(result, now)
-            if not self.inflight or len(self.pending) >= FLUSH_BATCH or now - self._last_flush >= FLUSH_INTERVAL:
-                self._flush()
+            take = getattr(executor, "take_released", None)
+            if take is not None:
+                self._released(executor, take(), now)
 
     def _renew(self, now: float) -> None:
-        half = self.options.lease_ttl / 2
         for token, f in self.inflight.items():
-            if f.lease.expires - now < half and self.sched.renew(token, now):
-                f.lease = Lease(**{**asdict(f.lease), "expires": now + self.options.lease_ttl})
+            if self.sched.renew(token, now):
+                f.lease = replace(f.lease, expires=now + self.options.lease_ttl)
 
     def _claim(self, executor: Executor, now: float) -> int:
+        """Lease work for every agent with free slots; returns how many leases were handed out."""
         count = 0
-        for agent, info in list(executor.agents.items()):
-            slots = executor.free_slots(agent)
-            if slots <= 0:
-                continue
-            leases = self.sched.claim_verification(agent, info.roles, now, limit=slots)
-            if len(leases) < slots:
-                leases += self.sched.claim(agent, info.roles, now, limit=slots - len(leases))
-            for lease in leases:
-                count += self._dispatch(executor, agent, lease, now)
+        for _ in range(64):  # cache hits finish at once and may ready more work
+            batches: dict[str, list[Lease]] = {}
+            idle: list[str] = []
+            for agent, info in list(executor.agents.items()):
+                slots = executor.free_slots(agent)
+                if slots <= 0:
+                    continue
+                leases = self.sched.claim_verification(agent, info.roles, now, limit=slots)
+                if len(leases) < slots:
+                    leases += self.sched.claim(agent, info.roles, now, limit=slots - len(leases))
+                if leases:
+                    batches[agent] = leases
+                else:
+                    idle.append(agent)
+            if not batches:
+                if idle and self.inflight:
+                    self._steal(executor, idle)
+                return count
+            hits = self._dispatch_all(executor, batches, now)
+            count += sum(len(v) for v in batches.values())
+            if not hits:
+                return count
         return count
 
     # -- dispatch ----------------------------------------------------------
@@ -284,53 +478,260 @@ class Coordinator:
                 inputs[ref] = InputRef(ref, out.sha256, out.media_type, out.size, out.uri)
         return inputs, sorted(parents)
 
-    def _dispatch(self, executor: Executor, agent: str, lease: Lease, now: float) -> int:
-        inputs, parents = self._inputs(lease.task)
-        seed = B.derive_seed(self.run.seed, lease.task)
-        if lease.kind == "verify":
-            ck = self.ckpt_of[lease.task]
-            outcome = self.outcome_of.get(lease.task)
-            msg: Work | VerifyWork = VerifyWork(
-                lease.token, self.run.id, lease.task, lease.attempt, self.run.params, seed, inputs,
-                outputs=list(ck.outputs), invariants=list(outcome.invariants if outcome else []),
-            )
-            key = None
+    def _dispatch_all(self, executor: Executor, batches: dict[str, list[Lease]], now: float) -> int:
+        """Turn leases into messages (cache hits finish here); returns the number of cache hits."""
+        flights: list[_InFlight] = []
+        for agent, leases in batches.items():
+            for lease in leases:
+                inputs, parents = self._inputs(lease.task)
+                key = None
+                if lease.kind == "run":
+                    key = B.cache_key(task_hash=self.task_hash[lease.task],
+                                      inputs={r: i.sha256 for r, i in inputs.items()},
+                                      params=self.run.params, seed=self._seed[lease.task], env_fp=self.env.fp)
+                flights.append(_InFlight(lease, agent, inputs, parents, key, now))
+        found = {}
+        if not self.options.no_cache:
+            keys = [f.cache_key for f in flights if f.cache_key is not None]
+            if keys:
+                found = self.store.find_cached_many(keys)
+        hits = 0
+        out: dict[str, list[Work | VerifyWork]] = {}
+        for f in flights:
+            lease = f.lease
+            hit = found.get(f.cache_key) if f.cache_key is not None else None
+            if hit is not None and hit.workflow == self.wf.name and hit.task == lease.task:
+                hits += 1
+                self.stats.counts["cache_hits"] += 1
+                self._finish_run(f, _outcome_from_checkpoint(hit), now, cache_hit=hit.id)
+                continue
+            seed = self._seed[lease.task]
+            if lease.kind == "verify":
+                ck = self.ckpt_of[lease.task]
+                f.msg = VerifyWork(lease.token, self.run.id, lease.task, lease.attempt, self.run.params, seed,
+                                   f.inputs, outputs=list(ck.outputs),
+                                   invariants=list(self.invariants_of.get(lease.task, [])))
+            else:
+                f.msg = Work(lease.token, self.run.id, lease.task, lease.attempt, self.run.params, seed, f.inputs)
+                self.summary[lease.task].state = "running"
+                self.progress("task", {"task": lease.task, "state": "running"})
+                if lease.speculative:
+                    self._assume(f.agent, lease)
+                self._task_row(lease.task, now, f)
+            self.inflight[lease.token] = f
+            self._event("dispatched", lease.task, lease.attempt, f.agent, {"kind": lease.kind, "token": lease.token})
+            out.setdefault(f.agent, []).append(f.msg)
+        many = getattr(executor, "submit_many", None)
+        for agent, msgs in out.items():
+            if many is not None:
+                many(agent, msgs)
+            else:
+                for msg in msgs:
+                    executor.submit(agent, msg)
+        return hits
+
+    # -- work stealing and stragglers ---------------------------------------
+    def _steal(self, executor: Executor, idle: list[str]) -> None:
+        """Idle agents take queued, not yet started work from the busiest agent."""
+        steal = getattr(executor, "steal", None)
+        queued = getattr(executor, "queued", None)
+        if steal is None or queued is None:
+            return
+        busiest = max((a for a in executor.agents if a not in idle), key=queued, default=None)
+        if busiest is None:
+            return
+        spare = queued(busiest) - 1
+        if spare >= 1:
+            steal(busiest, max(1, spare // 2))
+            self.stats.counts["steal_requests"] += 1
+
+    def _released(self, executor: Executor, released: list[tuple[str, int]], now: float) -> None:
+        """Work an agent gave back: hand it to an agent with room (or back to its holder)."""
+        for agent, token in released:
+            f = self.inflight.get(token)
+            if f is None:
+                continue
+            if f.backup == agent:
+                f.backup = None
+                continue
+            if f.agent != agent or f.msg is None:
+                continue
+            role = self.wf.tasks[f.lease.task].role if f.lease.kind == "run" else \
+                self.wf.tasks[f.lease.task].verifier_role
+            target = None
+            for other, info in executor.agents.items():
+                if other != agent and role in info.roles and executor.free_slots(other) > 0:
+                    lease = self.sched.reassign(token, other, now)
+                    if lease is not None:
+                        target = other
+                        self._moved(f, lease)
+                        break
+            if target is None:
+                target = agent if agent in executor.agents else None
+            if target is None:
+                continue
+            if target != agent:
+                self.stats.counts["stolen"] += 1
+                self._event("stolen", f.lease.task, f.lease.attempt, target, {"from": agent, "token": token})
+            executor.submit(target, f.msg)
+
+    def _moved(self, f: _InFlight, lease: Lease) -> None:
+        old = f.agent
+        f.lease, f.agent = lease, lease.agent
+        w = self.watchers.get(old)
+        if w is not None and lease.token in w.assumed:
+            del w.assumed[lease.token]
+            self._assume(lease.agent, lease)
+
+    def _backup_stragglers(self, executor: Executor, now: float) -> None:
+        """Give run work that takes far longer than expected a copy on another agent."""
+        typical = statistics.median(self._durations[-200:]) if len(self._durations) >= 3 else None
+        for token, f in list(self.inflight.items()):
+            if f.lease.kind != "run" or f.backup is not None or f.msg is None:
+                continue
+            expected = self.expected.get(f.lease.task, typical)
+            if expected is None:
+                continue
+            if now - f.dispatched < max(STRAGGLER_MIN_SECONDS, self.options.straggler_factor * expected):
+                continue
+            role = self.wf.tasks[f.lease.task].role
+            for other, info in executor.agents.items():
+                if other != f.agent and role in info.roles and executor.free_slots(other) > 0:
+                    f.backup = other
+                    executor.submit(other, f.msg)
+                    self.stats.counts["backups"] += 1
+                    self._event("backup", f.lease.task, f.lease.attempt, other,
+                                {"token": token, "running_on": f.agent, "seconds": round(now - f.dispatched, 3)})
+                    break
+
+    # -- rechecks ----------------------------------------------------------
+    def _watcher(self, agent: str) -> _Watcher:
+        w = self.watchers.get(agent)
+        if w is None:
+            mode = self.options.recheck
+            w = self.watchers[agent] = _Watcher(None if mode == "notify" else recheck_policy(mode))
+        return w
+
+    def _assume(self, agent: str, lease: Lease) -> None:
+        """``agent`` runs ``lease`` on provisional inputs and must learn what becomes of them."""
+        w = self._watcher(agent)
+        w.assumed[lease.token] = lease.speculative
+        for x in lease.speculative:
+            self._waiting.setdefault(x, set()).add((agent, lease.token))
+
+    def _after_step(self, agent: str, now: float) -> None:
+        """An agent finished a step: its policy says when it looks at the scoreboard next."""
+        w = self.watchers.get(agent)
+        if w is None or w.policy is None or not w.assumed:
+            return
+        info = w.info or RecheckInfo(since=now)
+        w.next_check = min(w.next_check, w.policy.next_check(now, info))
+
+    def _recheck_due(self, now: float) -> None:
+        for agent, w in list(self.watchers.items()):
+            if w.next_check <= now:
+                self._recheck(agent, w, now)
+
+    def _recheck(self, agent: str, w: _Watcher, now: float) -> None:
+        """``agent`` reads the scoreboard (counted) and acts on what became of its inputs."""
+        board: Scoreboard = self.sched.scoreboard()
+        w.checks += 1
+        self.stats.counts["rechecks"] += 1
+        pending: tuple[str, int] | None = None
+        for token, assumed in list(w.assumed.items()):
+            verdict = board.check(assumed)
+            if verdict == "pending":
+                pending = pending or next(x for x in assumed if board[x[0]].state is not State.COMMITTED)
+                continue
+            del w.assumed[token]
+            changed = max((self._resolved_at.get(x, now) for x in assumed), default=now)
+            self.stats.recheck.append(max(0.0, now - changed))
+        self._deliver(agent, w)
+        if pending is not None:
+            w.info = RecheckInfo.from_board(board[pending[0]], now, w.checks)
+            w.next_check = w.policy.next_check(now, w.info) if w.policy is not None else math.inf
         else:
-            key = B.cache_key(task_hash=self.task_hash[lease.task], inputs={r: i.sha256 for r, i in inputs.items()},
-                              params=self.run.params, seed=seed, env_fp=self.env.fp)
-            if not self.options.no_cache:
-                hit = self.store.find_cached(key)
-                if hit is not None and hit.workflow == self.wf.name and hit.task == lease.task:
-                    self._finish_run(_InFlight(lease, agent, inputs, parents, key, now),
-                                     _outcome_from_checkpoint(hit), now, cache_hit=hit.id)
-                    return 1
-            msg = Work(lease.token, self.run.id, lease.task, lease.attempt, self.run.params, seed, inputs)
-        self.inflight[lease.token] = _InFlight(lease, agent, inputs, parents, key, now)
-        if lease.kind == "run":
-            self.summary[lease.task].state = "running"
-            self.progress("task", {"task": lease.task, "state": "running"})
-        executor.submit(agent, msg)
-        return 1
+            w.info, w.next_check, w.checks = None, math.inf, 0
+
+    def _deliver(self, agent: str, w: _Watcher) -> None:
+        cancel = getattr(self._ex, "cancel", None)
+        for token in w.deferred:
+            if cancel is not None and agent in self._ex.agents:
+                cancel(agent, token)
+                self.stats.counts["cancels_sent"] += 1
+        w.deferred.clear()
+
+    def _notify(self, key: tuple[str, int], now: float) -> None:
+        """The core committed or flushed ``key``: settle the agents that built on it."""
+        self._resolved_at[key] = now
+        waiters = self._waiting.pop(key, None)
+        if not waiters:
+            return
+        for agent, token in waiters:
+            w = self.watchers.get(agent)
+            if w is None or token not in w.assumed:
+                continue
+            if w.policy is not None:
+                continue  # this agent learns it when it next looks
+            assumed = w.assumed[token]
+            if all(x == key or self.sched.attempt_state(*x) is State.COMMITTED for x in assumed) or \
+                    any(self.sched.attempt_state(*x) in (State.SQUASHED, State.REFUTED, State.FAILED) for x in assumed):
+                del w.assumed[token]
+                self.stats.counts["notifications"] += 1
+                self.stats.recheck.append(0.0)
 
     # -- results -----------------------------------------------------------
     def _complete(self, result: Result, now: float) -> None:
-        flight = self.inflight.pop(result.token, None)
+        flight = self.inflight.get(result.token)
         if flight is None:
             self._event("stale_result", agent=result.agent, data={"token": result.token})
             return
+        if result.agent != flight.agent:
+            if result.agent != flight.backup:
+                self._event("stale_result", agent=result.agent, data={"token": result.token})
+                return
+            lease = self.sched.reassign(result.token, result.agent, now)
+            if lease is None:
+                self._event("stale_result", agent=result.agent, data={"token": result.token})
+                return
+            loser = flight.agent
+            self._moved(flight, lease)
+            flight.backup = loser
+            self.stats.counts["backup_wins"] += 1
+        del self.inflight[result.token]
+        if flight.backup is not None:
+            self._cancel_copy(flight.backup, result.token)
         if result.kind == "verify":
-            self._event("verdict", flight.lease.task, flight.lease.attempt, result.agent,
-                        {"approve": result.approve, "reason": result.reason})
+            task, attempt = flight.lease.task, flight.lease.attempt
+            self._event("verdict", task, attempt, result.agent, {"approve": result.approve, "reason": result.reason})
             self._apply(self.sched.verdict(result.token, now, bool(result.approve), result.reason), now)
+            since = self._provisional_at.get((task, attempt))
+            if since is not None and self.sched.attempt_state(task, attempt) in (State.VERIFIED, State.COMMITTED):
+                del self._provisional_at[(task, attempt)]
+                latency = now - since
+                self.stats.verification.append(latency)
+                for w in self.watchers.values():
+                    if w.policy is not None:
+                        w.policy.observe(latency)
+            self._after_step(result.agent, now)
             return
         outcome = result.outcome
         assert outcome is not None
+        if outcome.finished:
+            self._durations.append(max(0.0, outcome.finished - outcome.started))
         if outcome.ok:
             self._finish_run(flight, outcome, now)
         else:
             self._write(flight, outcome, "failed", now)
             self.summary[flight.lease.task].error = outcome.error
             self._apply(self.sched.failed(result.token, now, outcome.error or "failed"), now)
+        self._after_step(result.agent, now)
+
+    def _cancel_copy(self, agent: str, token: int) -> None:
+        cancel = getattr(self._ex, "cancel", None)
+        if cancel is not None and self._ex is not None and agent in self._ex.agents:
+            cancel(agent, token)
+            self.stats.counts["cancels_sent"] += 1
 
     def _finish_run(self, flight: _InFlight, outcome: TaskOutcome, now: float, cache_hit: str | None = None) -> None:
         lease = flight.lease
@@ -343,9 +744,12 @@ class Coordinator:
             self._apply(actions, now)
             return
         status = "committed" if state == State.COMMITTED else "provisional"
+        if state == State.PROVISIONAL:
+            self._provisional_at[(lease.task, lease.attempt)] = now
         ck = self._write(flight, outcome, status, now, cache_hit)
         self.ckpt_of[lease.task] = ck
-        self.outcome_of[lease.task] = outcome
+        if self.wf.tasks[lease.task].quorum.k:
+            self.invariants_of[lease.task] = list(outcome.invariants)
         summary = self.summary[lease.task]
         summary.attempt, summary.checkpoint, summary.cached = lease.attempt, ck.id, cache_hit is not None
         summary.seconds = round(outcome.finished - outcome.started, 4) if outcome.finished else 0.0
@@ -361,6 +765,8 @@ class Coordinator:
                 self.summary[act.task].state = "committed"
                 self._event("committed", act.task, act.attempt)
                 self.progress("task", {"task": act.task, "state": "committed"})
+                self._provisional_at.pop((act.task, act.attempt), None)
+                self._notify((act.task, act.attempt), now)
             elif isinstance(act, Squash):
                 ck = self.ckpt_of.get(act.task)
                 if ck is not None and ck.attempt == act.attempt:
@@ -368,6 +774,8 @@ class Coordinator:
                     del self.ckpt_of[act.task]
                 self.summary[act.task].state = "squashed"
                 self._event("squashed", act.task, act.attempt, data={"reason": act.reason})
+                self._provisional_at.pop((act.task, act.attempt), None)
+                self._notify((act.task, act.attempt), now)
             elif isinstance(act, Requeue):
                 self.summary[act.task].state = "retrying"
                 self._event("requeued", act.task, act.attempt, data={"reason": act.reason, "not_before": act.not_before})
@@ -381,18 +789,35 @@ class Coordinator:
                 self._event("skipped", act.task, data={"reason": act.reason})
                 self.progress("task", {"task": act.task, "state": "skipped"})
             elif isinstance(act, Cancel):
-                self.inflight.pop(act.token, None)
-                self._event("cancelled", act.task, act.attempt, act.agent)
+                flight = self.inflight.pop(act.token, None)
+                self._event("cancelled", act.task, act.attempt, act.agent, {"token": act.token})
+                if flight is not None:
+                    self._cancel(flight, act)
             elif isinstance(act, RunFinished):
                 self.final_status = act.status
             self._task_row(getattr(act, "task", None), now)
+
+    def _cancel(self, flight: _InFlight, act: Cancel) -> None:
+        """Stop cancelled work: at once, or -- work squashed because its inputs were
+        flushed, under a recheck policy -- when its agent next looks."""
+        if flight.backup is not None:
+            self._cancel_copy(flight.backup, act.token)
+        w = self.watchers.get(flight.agent)
+        if w is not None and w.policy is not None and act.token in w.assumed:
+            del w.assumed[act.token]
+            w.deferred.append(act.token)
+            self.stats.counts["deferred_cancels"] += 1
+            if w.next_check == math.inf:
+                w.next_check = w.policy.next_check(time.time(), w.info or RecheckInfo(since=time.time()))
+            return
+        if w is not None:
+            w.assumed.pop(act.token, None)
+        self._cancel_copy(flight.agent, act.token)
 
     # -- checkpoints -------------------------------------------------------
     def _previous_checkpoint(self, task: str) -> CheckpointRecord | None:
         """The checkpoint this task's spec diff is against: the newest committed
         one of the same workflow and task in an earlier run (loaded once per run)."""
-        if self._previous is None:
-            self._previous = self.store.latest_checkpoints(self.wf.name, exclude_run=self.run.id)
         return self._previous.get(task)
 
     def _spec_of_run(self, run_id: str) -> str:
@@ -408,32 +833,44 @@ class Coordinator:
         finally:
             self.provenance_seconds += time.perf_counter() - t0
 
+    def _task_parts(self, task: str) -> tuple[dict, bool, bool]:
+        """Per task, once per run: the spec diff and whether the environment or
+        hardware changed since the checkpoint it is diffed against."""
+        if task not in self._spec_diff:
+            prev = self._previous_checkpoint(task)
+            manifest = {"params": self._params_plain, "code": self._code[task], "seed": self._seed[task]}
+            diff = B.make_spec_diff(
+                against=prev.id if prev else None, prev_manifest=prev.doc["manifest"] if prev else None,
+                manifest=manifest, prev_env_fp=prev.env_fp if prev else None, env_fp=self.env.fp,
+                spec_changed=bool(prev) and self._spec_of_run(prev.run_id) != self.run.spec_hash, why=self.run.why,
+            )
+            env_changed = bool(prev) and prev.env_fp != self.env.fp
+            hw_changed = bool(prev) and prev.doc.get("env", {}).get("hw") != self.env.hardware_class
+            self._spec_diff[task] = (to_jsonable(diff), env_changed, hw_changed)
+        return self._spec_diff[task]
+
     def _write_bundle(self, flight: _InFlight, outcome: TaskOutcome, status: str, now: float,
                       cache_hit: str | None) -> CheckpointRecord:
-        lease, spec = flight.lease, self.wf.tasks[flight.lease.task]
-        seed = B.derive_seed(self.run.seed, lease.task)
+        lease = flight.lease
+        task = lease.task
         manifest: dict[str, Any] = {
             "inputs": {ref: i.sha256 for ref, i in flight.inputs.items()},
             "outputs": {o.name: o.sha256 for o in outcome.outputs},
-            "code": {"task_hash": self.task_hash[lease.task], **{k: v for k, v in self.git.items() if v is not None}},
-            "seed": seed,
-            "params": self.run.params,
-            "versions": {f"{u.kind}:{u.name}": u.version for u in outcome.uses},
-            "upstream": flight.parents,
+            "code": self._code[task],
+            "seed": self._seed[task],
+            "params": self._params_plain,
         }
+        if outcome.uses:
+            manifest["versions"] = {f"{u.kind}:{u.name}": u.version for u in outcome.uses}
+        if flight.parents:
+            manifest["upstream"] = flight.parents
         if outcome.branch is not None:
             manifest["branch"] = outcome.branch
         if lease.speculative:
             manifest["speculative"] = [list(x) for x in lease.speculative]
-        prev = self._previous_checkpoint(lease.task)
-        spec_diff = B.make_spec_diff(
-            against=prev.id if prev else None, prev_manifest=prev.doc["manifest"] if prev else None,
-            manifest=manifest, prev_env_fp=prev.env_fp if prev else None, env_fp=self.env.fp,
-            spec_changed=bool(prev) and self._spec_of_run(prev.run_id) != self.run.spec_hash, why=self.run.why,
-        )
-        hw_changed = bool(prev) and prev.doc.get("env", {}).get("hw") != self.env.hardware_class
+        spec_diff, env_changed, hw_changed = self._task_parts(task)
         triggers = B.heavy_triggers(
-            first_in_campaign=self.first_in_campaign, env_changed=bool(prev) and prev.env_fp != self.env.fp,
+            first_in_campaign=self.first_in_campaign, env_changed=env_changed,
             hardware_changed=hw_changed, failed=not outcome.ok and not outcome.invariant_violated,
             invariant_violated=outcome.invariant_violated,
         )
@@ -450,21 +887,20 @@ class Coordinator:
             profile = simulation_part(outcome.numerics, outcome.invariants)
         elif self.wf.profile == "analysis":
             profile = analysis_part(outcome.transforms, outcome.cohort, outcome.schemas)
-        intent = {"goal": spec.intent.goal, "assumptions": list(spec.intent.assumptions),
-                  "concludes": spec.intent.concludes,
-                  "claims": [asdict(c) for c in outcome.claims]}
-        bundle = B.build_bundle(
-            run=self.run.id, workflow=self.wf.name, task=lease.task, attempt=lease.attempt, status=status,
+        intent = self._intent[task]
+        if outcome.claims:
+            intent = {**intent, "claims": [asdict(c) for c in outcome.claims]}
+        data = assemble_bundle(
+            run=self.run.id, workflow=self.wf.name, task=task, attempt=lease.attempt, status=status,
             parents=flight.parents, prev=self.prev_id, manifest=manifest, spec_diff=spec_diff,
-            env=self.env_part, intent=intent,
+            env=self._env_plain, intent=intent,
             artifacts=[{"name": o.name, "uri": o.uri, "sha256": o.sha256, "size": o.size, "media_type": o.media_type}
                        for o in outcome.outputs],
             profile=profile, heavy=heavy, started=outcome.started or now, finished=outcome.finished or now,
             cache_hit=cache_hit, error=outcome.error,
         )
-        data = B.bundle_bytes(bundle)
         ck = CheckpointRecord(
-            id=B.bundle_id(data), run_id=self.run.id, workflow=self.wf.name, task=lease.task,
+            id=B.bundle_id(data), run_id=self.run.id, workflow=self.wf.name, task=task,
             attempt=lease.attempt, status=status, bundle=data, signature=self.ws.key.sign(data),
             key_id=self.ws.key.key_id, parents=flight.parents, prev=self.prev_id,
             cache_key=flight.cache_key if status != "failed" else None, env_fp=self.env.fp, created_at=now,
@@ -473,49 +909,64 @@ class Coordinator:
         )
         self.prev_id = ck.id
         self.pending.append(ck)
-        self._event("checkpoint", lease.task, lease.attempt, flight.agent, {"id": ck.id, "status": status})
+        self.stats.counts["checkpoints"] += 1
+        self._event("checkpoint", task, lease.attempt, flight.agent, {"id": ck.id, "status": status})
         return ck
 
     def _set_status(self, ck: CheckpointRecord, status: str, reason: str | None) -> None:
-        ck.status = status
-        ck.status_reason = reason
-        if not any(p is ck for p in self.pending):
-            self.status_updates.append((ck.id, status, reason))
+        if any(p is ck for p in reversed(self.pending)):
+            ck.status = status
+            ck.status_reason = reason
+            return
+        self.status_updates.append((ck.id, status, reason))
 
-    def _task_row(self, task: str | None, now: float) -> None:
+    def _task_row(self, task: str | None, now: float, flight: _InFlight | None = None) -> None:
         if task is None or task not in self.wf.tasks:
             return
         ck = self.ckpt_of.get(task)
         self.pending_tasks[task] = TaskRecord(
             run_id=self.run.id, task=task, attempt=self.sched.attempt_of(task),
             state=self.sched.state_of(task).name.lower(), updated_at=now,
+            agent=flight.agent if flight else None, fencing=flight.lease.token if flight else None,
+            lease_expiry=flight.lease.expires if flight else None,
             error=self.summary[task].error, checkpoint_id=ck.id if ck else None,
         )
 
     def _event(self, kind: str, task: str | None = None, attempt: int | None = None,
                agent: str | None = None, data: dict | None = None) -> None:
-        self.pending_events.append(EventRecord(ts=time.time(), kind=kind, run_id=self.run.id, task=task,
-                                               attempt=attempt, agent=agent, data=data or {}))
+        ts = time.time()
+        self.log.write(ts, kind, self.run.id, task, attempt, agent, data)
+        if kind not in LOG_ONLY:
+            self.pending_events.append(EventRecord(ts=ts, kind=kind, run_id=self.run.id, task=task,
+                                                   attempt=attempt, agent=agent, data=data or {}))
 
-    def _flush(self) -> None:
+    def _flush(self, final: bool = False) -> None:
         t0 = time.perf_counter()
         try:
-            self._flush_pending()
+            self._flush_pending(final)
         finally:
             self.provenance_seconds += time.perf_counter() - t0
 
-    def _flush_pending(self) -> None:
-        self._last_flush = time.time()
-        if self.pending or self.pending_tasks or self.pending_events:
-            self.store.add_checkpoints(self.pending, list(self.pending_tasks.values()), self.pending_events)
-            self.pending, self.pending_tasks, self.pending_events = [], {}, []
-        if self.status_updates:
-            by: dict[tuple[str, str | None], list[str]] = {}
-            for cid, status, reason in self.status_updates:
-                by.setdefault((status, reason), []).append(cid)
-            for (status, reason), ids in by.items():
-                self.store.set_checkpoint_status(ids, status, reason)
-            self.status_updates = []
+    def _flush_pending(self, final: bool) -> None:
+        now = time.time()
+        self._last_flush = now
+        if final or now - self._last_counters >= COUNTERS_EVERY:
+            self._last_counters = now
+            self.pending_events.append(EventRecord(
+                ts=now, kind="counters", run_id=self.run.id,
+                data={"counters": self.counters(), "latency": self.stats.latency(),
+                      "speculation_depth": self.sched.speculation_depth()}))
+        if self.pending or self.pending_tasks or self.pending_events or self.status_updates:
+            self.writer.submit(self.pending, list(self.pending_tasks.values()), self.pending_events,
+                               self.status_updates)
+            self.pending, self.pending_tasks, self.pending_events, self.status_updates = [], {}, [], []
+        self.log.flush()
+        if final:
+            self.writer.close()
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (dict, list, tuple, str)) and len(value) == 0)
 
 
 def _project_dir(wf: Workflow) -> str | None:
@@ -528,6 +979,14 @@ def new_run_id() -> str:
     return secrets.token_hex(8)
 
 
+def _run_options(options: RunOptions) -> dict[str, Any]:
+    """What a run records of its options (resume reads them back)."""
+    return {"workers": options.workers, "no_cache": options.no_cache, "speculate": options.speculate,
+            "prefetch": options.prefetch, "executor": options.executor, "roles": options.roles,
+            "predict": options.predict, "recheck": options.recheck,
+            "backup_stragglers": options.backup_stragglers, "straggler_factor": options.straggler_factor}
+
+
 def run_workflow(ws: Workspace, wf: Workflow, params: dict[str, Any] | None = None,
                  options: RunOptions | None = None, progress: ProgressFn | None = None,
                  executor: Executor | None = None) -> RunSummary:
@@ -535,15 +994,13 @@ def run_workflow(ws: Workspace, wf: Workflow, params: dict[str, Any] | None = No
     options = options or RunOptions()
     wf.validate(file=wf.source_file)
     resolved = wf.resolve_params(params or {})
-    spec_hash = wf.spec_hash()
-    ws.store.put_spec(wf.name, spec_hash, wf.describe())
+    description = wf.describe()
+    spec_hash = hash_obj(description)
+    ws.store.put_spec(wf.name, spec_hash, description)
     run = RunRecord(
         id=new_run_id(), workflow=wf.name, spec_hash=spec_hash, campaign=options.campaign or wf.name,
         params=resolved, seed=options.seed, status="running", why=options.why, source=wf.source_file,
-        created_at=time.time(),
-        options={"workers": options.workers, "no_cache": options.no_cache, "speculate": options.speculate,
-                 "prefetch": options.prefetch},
-        tags=list(wf.tags),
+        created_at=time.time(), options=_run_options(options), tags=list(wf.tags),
     )
     ws.store.create_run(run)
     coordinator = Coordinator(ws, wf, run, options, progress, executor)
@@ -551,7 +1008,8 @@ def run_workflow(ws: Workspace, wf: Workflow, params: dict[str, Any] | None = No
 
 
 def resume_run(ws: Workspace, run_id: str, progress: ProgressFn | None = None,
-               workers: int | None = None, executor: Executor | None = None) -> RunSummary:
+               workers: int | None = None, executor: Executor | None = None,
+               log_json: bool = False) -> RunSummary:
     """Continue a run whose coordinator died; committed tasks are not run again."""
     run = ws.store.get_run(run_id)
     if run.status == "succeeded":
@@ -565,9 +1023,15 @@ def resume_run(ws: Workspace, run_id: str, progress: ProgressFn | None = None,
             f"{run.spec_hash[:12]}); start a new run with `headwater run`", run_id=run.id,
         )
     opts = run.options
+    defaults = RunOptions()
     options = RunOptions(workers=workers if workers is not None else opts.get("workers", 2), seed=run.seed,
                          why=run.why, no_cache=opts.get("no_cache", False), campaign=run.campaign,
-                         speculate=opts.get("speculate", 0), prefetch=opts.get("prefetch", 2))
+                         speculate=opts.get("speculate", 0), prefetch=opts.get("prefetch", 2),
+                         executor=opts.get("executor", defaults.executor), roles=opts.get("roles"),
+                         predict=opts.get("predict", defaults.predict), recheck=opts.get("recheck", defaults.recheck),
+                         backup_stragglers=opts.get("backup_stragglers", False),
+                         straggler_factor=opts.get("straggler_factor", defaults.straggler_factor),
+                         log_json=log_json)
     ws.store.set_run_status(run.id, "running")
     coordinator = Coordinator(ws, wf, run, options, progress, executor)
     coordinator.restore()

@@ -40,7 +40,7 @@ COUNTERS = (
     "claims", "speculative_claims", "verify_claims", "committed", "verified", "refuted", "squashed",
     "requeued", "failures", "speculative_failures", "failed", "skipped", "expired", "lost",
     "cancelled", "approvals", "rejections", "stale_results", "scoreboard_reads",
-    "mispredictions", "predictions_confirmed", "depth_changes",
+    "mispredictions", "predictions_confirmed", "depth_changes", "reassigned",
 )
 """Every key of ``Scheduler.counters``, all present from the start."""
 

@@ -355,6 +355,43 @@ class Scheduler:
                 del queues[producer]
         return leases
 
+    def reassign(self, token: int, agent: str, now: float) -> Lease | None:
+        """Move a live lease to ``agent`` (work stolen before it started, or a
+        backup copy that finished first); the fencing token stays.
+
+        A run lease makes ``agent`` the attempt's producer, so it may not
+        verify it; a verify lease is refused (None) when ``agent`` produced
+        the attempt, voted on it or holds another verify lease on it. Returns
+        the updated lease, or None when the token is not live or the move is
+        refused. Renews the lease from ``now``.
+        """
+        st = self._st
+        lr = st.leases.get(token)
+        if lr is None:
+            return None
+        old = lr.lease.agent
+        if agent == old:
+            return lr.lease
+        rec = st.tasks[lr.task]
+        if lr.lease.kind == "verify":
+            if agent == rec.producer or agent in rec.voters or agent in rec.verifying.values():
+                return None
+            rec.verifying[token] = agent
+        else:
+            rec.producer = agent
+        held = st.by_agent.get(old)
+        if held is not None:
+            held.pop(token, None)
+            if not held:
+                del st.by_agent[old]
+        st.by_agent.setdefault(agent, {})[token] = None
+        lr.expires = now + st.lease_ttl
+        lr.lease = replace(lr.lease, agent=agent, expires=lr.expires)
+        heapq.heappush(st.expiry, (lr.expires, token))
+        C.touch(st, rec)
+        st.counters["reassigned"] += 1
+        return lr.lease
+
     def renew(self, token: int, now: float) -> bool:
         """Extend a live lease to ``now + lease_ttl``; False if it is no longer valid."""
         st = self._st

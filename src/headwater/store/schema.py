@@ -20,7 +20,11 @@ Layout, following the data model in ARCHITECTURE.md:
 * ``claim_value`` and ``asset_use``: what a checkpoint published and which
   shared asset versions it used;
 * ``env_snapshot``: one row per distinct environment fingerprint;
-* ``event``: the append-only event / audit log.
+* ``event``: the append-only event / audit log;
+* oversight (migration 0002): ``asset``, ``asset_version`` (status of
+  versions that have one), ``asset_pin``, ``policy`` (versioned, with its
+  rollout mode), ``canary``, ``checkpoint_mark`` (sandboxed results) and
+  ``audit`` (every oversight action, naming the policy or signal behind it).
 
 Foreign keys tie checkpoints and task instances to their run, and
 checkpoint children (links, claims, asset uses) to their checkpoint; a
@@ -207,4 +211,112 @@ event = sa.Table(
     sa.PrimaryKeyConstraint("id", name="pk_event"),
     sa.Index("ix_event_run_id", "run_id"),
     sa.Index("ix_event_kind", "kind"),
+)
+
+# ---------------------------------------------------------------- oversight
+# Shared assets, their versions' statuses, pins, policies, canaries, checkpoint
+# trust marks and the oversight audit log (migration 0002). Asset versions
+# that were merely used have no row: a version without one is trusted.
+
+asset = sa.Table(
+    "asset",
+    metadata,
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.Column("data", sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint("kind", "name", name="pk_asset"),
+)
+
+asset_version = sa.Table(
+    "asset_version",
+    metadata,
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("version", sa.String(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.Column("updated_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("kind", "name", "version", name="pk_asset_version"),
+    sa.Index("ix_asset_version_status", "status"),
+)
+
+asset_pin = sa.Table(
+    "asset_pin",
+    metadata,
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("scope", sa.String(), nullable=False),
+    sa.Column("version", sa.String(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("kind", "name", "scope", name="pk_asset_pin"),
+)
+
+policy = sa.Table(
+    "policy",
+    metadata,
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("mode", sa.String(), nullable=False),
+    sa.Column("share", sa.Float(), nullable=False),
+    sa.Column("body", sa.JSON(), nullable=False),
+    sa.Column("digest", sa.String(), nullable=False),
+    sa.Column("active", sa.Boolean(), nullable=False),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.Column("updated_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("name", "version", name="pk_policy"),
+)
+
+canary = sa.Table(
+    "canary",
+    metadata,
+    sa.Column("id", AutoId, nullable=False, autoincrement=True),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("version", sa.String(), nullable=False),
+    sa.Column("baseline", sa.String(), nullable=True),
+    sa.Column("metrics", sa.JSON(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("verdict", sa.JSON(), nullable=True),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.Column("decided_at", sa.Float(), nullable=True),
+    sa.PrimaryKeyConstraint("id", name="pk_canary"),
+    sa.Index("ix_canary_asset", "kind", "name", "version"),
+)
+
+# No foreign key to checkpoint: a mark is written when the runtime decides to
+# sandbox, which may be before the checkpoint's batch reaches the store.
+checkpoint_mark = sa.Table(
+    "checkpoint_mark",
+    metadata,
+    sa.Column("checkpoint_id", sa.String(), nullable=False),
+    sa.Column("mark", sa.String(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("checkpoint_id", name="pk_checkpoint_mark"),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", AutoId, nullable=False, autoincrement=True),
+    sa.Column("ts", sa.Float(), nullable=False),
+    sa.Column("actor", sa.String(), nullable=False),
+    sa.Column("action", sa.String(), nullable=False),
+    sa.Column("subject", sa.String(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("cause", sa.String(), nullable=True),
+    sa.Column("policy", sa.String(), nullable=True),
+    sa.Column("policy_version", sa.Integer(), nullable=True),
+    sa.Column("mode", sa.String(), nullable=True),
+    sa.Column("run_id", sa.String(), nullable=True),
+    sa.Column("task", sa.String(), nullable=True),
+    sa.Column("signal", sa.JSON(), nullable=False),
+    sa.Column("data", sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_audit"),
+    sa.Index("ix_audit_subject", "subject"),
+    sa.Index("ix_audit_run_id", "run_id"),
+    sa.Index("ix_audit_ts", "ts"),
 )

@@ -46,6 +46,7 @@ from headwater.store import migrate as _migrate
 from headwater.store import queries as q
 from headwater.store import schema as t
 from headwater.store.artifacts import ArtifactStore
+from headwater.store.assets import OversightStore
 from headwater.store.engine import WRITE_OPTION, create_engine, mask_url, normalise_url
 from headwater.store.records import (
     CHECKPOINT_STATUSES,
@@ -82,8 +83,10 @@ def open_store(url: str | None = None, *, root: str | os.PathLike[str] = ".headw
     return store
 
 
-class Store:
-    """Runs, specs, task states, checkpoints, environments and events.
+class Store(OversightStore):
+    """Runs, specs, task states, checkpoints, environments and events; and,
+    from :class:`~headwater.store.assets.OversightStore`, shared assets,
+    statuses, pins, policies, canaries, the audit log and blast radius.
 
     Build one with :func:`open_store`. A ``Store`` may be shared between
     threads (connections come from the engine's pool), and several processes
@@ -450,6 +453,29 @@ class Store:
             .limit(1)
         )
         return self._first(query)
+
+    def find_cached_many(self, cache_keys: Iterable[str]) -> dict[str, CheckpointRecord]:
+        """:meth:`find_cached` for many keys at once: key -> its checkpoint, for
+        the keys that have one. One query per :data:`~headwater.store.queries.CHUNK`
+        keys plus one per detail table, in one snapshot."""
+        c = t.checkpoint
+        wanted = list(dict.fromkeys(cache_keys))
+        found: dict[str, CheckpointRecord] = {}
+        with self._read() as conn:
+            for chunk in q.chunks(wanted):
+                query = (
+                    sa.select(c)
+                    .where(c.c.cache_key.in_(chunk), c.c.status == "committed", c.c.cache_valid.is_(True))
+                    .order_by(c.c.created_at.desc(), c.c.seq.desc())
+                )
+                for row in conn.execute(query):
+                    if row.cache_key not in found:
+                        found[row.cache_key] = q.checkpoint_record(row)
+            records = list(found.values())
+            for start in range(0, len(records), q.CHUNK):
+                part = records[start : start + q.CHUNK]
+                q.attach_details(conn, part, [r.id for r in part])
+        return found
 
     def _first(self, query: sa.Select) -> CheckpointRecord | None:
         with self._read() as conn:

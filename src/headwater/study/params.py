@@ -126,20 +126,30 @@ class Params:
     """How often the cross-workflow monitors run."""
     monitor_window_days: float = 14.0
     """Committed claims the inconsistency monitor looks back over."""
-    monitor_cost: float = 0.01
+    monitor_cost: float = 0.002
     """Cost of global signals: stage-hours per claim examined per monitor run."""
-    monitor_threshold: float = 3.0
-    """Score at which the inconsistency monitor flags its top-ranked suspect asset."""
+    monitor_threshold: float = 0.5
+    """Separation score (Youden's J) at which the inconsistency monitor's top suspect is signalled."""
     canary_hours: float = 24.0
     """How long a new version of a shared asset waits on its canary set."""
-    canary_runs: int = 4
-    """Canary stages run per new version (their compute is a cost)."""
+    canary_runs: int = 6
+    """Canary runs per new version, on the candidate and on the current version each; the
+    canary compares their outputs with a Mann-Whitney test (their compute is a cost)."""
+    canary_alpha: float = 0.05
+    """Level of the canary's Mann-Whitney test."""
+    canary_cost: float = 2.0
+    """Stage-hours one canary set costs (a few small representative jobs, both versions)."""
     triage_hours: float = 8.0
     """Time people take to confirm or clear a flagged asset (dependents sandboxed meanwhile)."""
     p_confirm: float = 0.9
     """Chance that triage confirms a flagged asset that really is bad."""
-    p_triage_clear: float = 0.8
+    p_triage_clear: float = 0.95
     """Chance that triage clears a flagged asset that is in fact fine."""
+    p_redirect: float = 0.5
+    """Chance that triage of a wrongly flagged asset finds the error its disagreeing
+    dependents do carry (a bug nearby), and degrades that instead."""
+    trip_score: float = 0.99
+    """Monitor score at which the breaker opens at once, before triage."""
     infra_fix_hours: float = 48.0
     """Time from a confirmed (degraded) asset to a fixed version."""
     redundancy_share: float = 0.05
@@ -157,7 +167,9 @@ class Params:
     p_blind: float = 0.25
     """Chance per replicate that global monitors are blind to one error kind."""
     synchronized: bool = False
-    """Roll promoted versions out to everyone in weekly batches (canaries run per batch)."""
+    """Roll new versions out to everyone in batches (one canary per batch)."""
+    rollout_days: float = 7.0
+    """Batch period of synchronized rollouts."""
     reuse_uplift: float = 1.2
     """Claim consumption under infrastructure oversight, relative to without (easier reuse)."""
     auto_upgrade: bool = True

@@ -1,0 +1,149 @@
+"""The decision a dependent gets: which versions it uses, and what policies do.
+
+:class:`Snapshot` is the oversight state the shell loads from the store
+(statuses of the versions that have one, pins, active policies);
+:func:`resolve` decides one use of an asset (the version after pins,
+canaries and any policy reroute, and the policy effects on that exposure);
+:func:`decide` combines every use of one task with the exposures it
+inherits through its inputs into one :class:`Decision`.
+
+The runtime calls :func:`decide` at dispatch, with the uses it predicts
+for the task, and :func:`resolve` again inside the task for each actual
+``ctx.use`` / ``ctx.call``; both see the same snapshot rules, so the
+version a task was admitted for is the version it gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from headwater.oversight.policy import Dependent, Directive, Exposure, Policy, evaluate
+from headwater.oversight.routing import Candidate, Choice, Pin, choose
+from headwater.oversight.status import AssetStatus
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The oversight state decisions are made against.
+
+    ``statuses`` maps ``kind:name@version`` to a status for every version
+    that has one on record; any other version is trusted. ``gated`` are
+    ``kind:name`` assets whose new versions start under a canary.
+    """
+
+    statuses: Mapping[str, AssetStatus] = field(default_factory=dict)
+    pins: tuple[Pin, ...] = ()
+    policies: tuple[Policy, ...] = ()
+    gated: frozenset[str] = frozenset()
+
+    def status(self, kind: str, name: str, version: str) -> AssetStatus:
+        return self.statuses.get(f"{kind}:{name}@{version}", AssetStatus.TRUSTED)
+
+    def with_statuses(self, kind: str, candidates: Iterable[Candidate]) -> list[Candidate]:
+        return [replace(c, status=self.status(kind, c.name, c.version)) for c in candidates]
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing on record that could change any decision."""
+        return not self.statuses and not self.pins and not self.policies
+
+    def open_breaker(self, kind: str, name: str) -> bool:
+        """Whether some version of ``kind:name`` is degraded or retracted."""
+        prefix = f"{kind}:{name}@"
+        return any(k.startswith(prefix) and s in (AssetStatus.DEGRADED, AssetStatus.RETRACTED)
+                   for k, s in self.statuses.items())
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """One use decided: the version served, the exposure before any reroute,
+    and the policy directive for it."""
+
+    choice: Choice
+    exposure: Exposure
+    directive: Directive
+
+    @property
+    def rerouted(self) -> bool:
+        return (self.choice.name, self.choice.version) != (self.exposure.name, self.exposure.version)
+
+
+def resolve(snapshot: Snapshot, dependent: Dependent, kind: str,
+            candidates: Sequence[Candidate]) -> Resolution | None:
+    """Decide one use; None when no version can be served at all."""
+    cands = snapshot.with_statuses(kind, candidates)
+    first = choose(kind, cands, tags=dependent.tags, pins=snapshot.pins)
+    if first is None:
+        return None
+    exposure = Exposure(kind, first.name, first.version, first.status)
+
+    def reroute(exp: Exposure, how: str) -> Exposure | None:
+        alt = choose(kind, cands, tags=dependent.tags, pins=snapshot.pins, how=how)
+        return None if alt is None else Exposure(kind, alt.name, alt.version, alt.status)
+
+    directive = evaluate(snapshot.policies, dependent, [exposure], reroute)
+    route = directive.routes.get(exposure.asset)
+    choice = first
+    if route is not None:
+        alt = choose(kind, cands, tags=dependent.tags, pins=snapshot.pins, how=route)
+        choice = alt or first
+    return Resolution(choice, exposure, directive)
+
+
+@dataclass
+class Decision:
+    """Everything policies say about dispatching one task."""
+
+    resolutions: dict[str, Resolution] = field(default_factory=dict)
+    inherited: list[Exposure] = field(default_factory=list)
+    directive: Directive = field(default_factory=Directive)
+
+    @property
+    def pause(self) -> bool:
+        return self.directive.pause
+
+    @property
+    def sandbox(self) -> bool:
+        return self.directive.sandbox
+
+    @property
+    def caps(self) -> dict[str, int]:
+        return self.directive.caps
+
+    def exposures(self) -> list[Exposure]:
+        """Every exposure after routing: the versions the task will really use."""
+        out = [Exposure(r.choice.kind, r.choice.name, r.choice.version, r.choice.status)
+               for r in self.resolutions.values()]
+        return out + list(self.inherited)
+
+
+def decide(snapshot: Snapshot, dependent: Dependent,
+           uses: Mapping[str, tuple[str, Sequence[Candidate]]],
+           inherited: Sequence[Exposure] = ()) -> Decision:
+    """Decide a task: ``uses`` maps each ``kind:name`` it uses to its kind and
+    candidates; ``inherited`` are exposures that reach it through inputs
+    (they cannot be rerouted, so only a rule's fallback applies to them)."""
+    out = Decision(inherited=list(inherited))
+    merged = out.directive
+    for key in sorted(uses):
+        kind, cands = uses[key]
+        res = resolve(snapshot, dependent, kind, cands)
+        if res is None:
+            continue
+        out.resolutions[key] = res
+        _merge(merged, res.directive)
+    bad = [e for e in inherited if e.status is not AssetStatus.TRUSTED]
+    if bad:
+        _merge(merged, evaluate(snapshot.policies, dependent, bad, None))
+    return out
+
+
+def _merge(into: Directive, other: Directive) -> None:
+    into.effects.extend(other.effects)
+    for asset, cap in other.caps.items():
+        into.caps[asset] = min(cap, into.caps.get(asset, cap))
+    into.sandbox = into.sandbox or other.sandbox
+    for asset, route in other.routes.items():
+        into.routes.setdefault(asset, route)
+    into.alerts.extend(other.alerts)

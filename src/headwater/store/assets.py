@@ -1,0 +1,679 @@
+"""The oversight part of the store: assets, statuses, pins, policies, canaries,
+trust marks, the audit log, and the lineage queries behind blast radius.
+
+:class:`OversightStore` is mixed into :class:`~headwater.store.Store`; its
+methods use the store's own transaction helpers, so the guarantees of
+``docs/store.md`` hold here too. Decisions are not made here: statuses
+change only through :meth:`apply_transitions`, which writes what the pure
+core (:func:`headwater.oversight.transition`) returned, checking that no
+one changed the status in between (compare-and-set), together with the
+audit records, in one transaction.
+
+Blast radius. :class:`StoreEdges` implements the pure core's
+:class:`~headwater.oversight.EdgeSource` with a few indexed queries per
+hop of the breadth-first walk, over whole frontiers at once (IN lists of
+up to :data:`FRONTIER_CHUNK` ids): consumers of asset versions through
+``ix_asset_use_kind_name_version``, outputs through the
+``checkpoint_artifact`` primary key, their in-run consumers through
+``ix_checkpoint_artifact_sha256``, claims through
+``ix_claim_value_checkpoint`` and their consumers again through the
+asset-use index (a claim's version is its producing checkpoint's id cut
+to :data:`CLAIM_VERSION_LEN` characters, so no extra rows are needed).
+The cost grows with the size of the radius, not of the graph.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from headwater.errors import NotFound, StoreError
+from headwater.oversight.engine import Snapshot
+from headwater.oversight.lineage import BlastRadius, CheckpointInfo, blast_radius
+from headwater.oversight.monitors import ClaimObs, RedundancyObs, VerificationObs
+from headwater.oversight.policy import Policy, policy_from_doc
+from headwater.oversight.refs import AssetRef, parse_ref
+from headwater.oversight.routing import Pin
+from headwater.oversight.status import AssetStatus, AuditRecord, Transition
+from headwater.store import schema as t
+from headwater.store.queries import dialect_insert
+from headwater.store.records import EventRecord
+
+CLAIM_VERSION_LEN = 12
+"""A claim version is the producing checkpoint's id cut to this many characters."""
+
+FRONTIER_CHUNK = 2000
+"""Ids per IN list in the lineage queries (well under both dialects' limits)."""
+
+
+def split_subject(subject: str) -> tuple[str, str, str]:
+    """``kind:name@version`` -> ``(kind, name, version)``."""
+    ref = parse_ref(subject)
+    if ref.version is None:
+        raise StoreError(f"{subject!r} names no version (expected KIND:NAME@VERSION)")
+    return ref.kind, ref.name, ref.version
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A version with a status on record."""
+
+    kind: str
+    name: str
+    version: str
+    status: AssetStatus
+    reason: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class ClaimVersion:
+    """One committed value of a claim key: a version of the claim asset."""
+
+    key: str
+    version: str
+    checkpoint_id: str
+    value: Any
+    uncertainty: float | None
+    units: str | None
+    created_at: float
+    run_id: str
+    workflow: str
+    untrusted: bool
+
+
+@dataclass(frozen=True)
+class AssetUsage:
+    """How one asset version is used across the fleet."""
+
+    kind: str
+    name: str
+    version: str
+    checkpoints: int
+    runs: int
+    workflows: int
+    direction: str
+
+
+@dataclass(frozen=True)
+class CanaryRecord:
+    id: int
+    kind: str
+    name: str
+    version: str
+    baseline: str | None
+    metrics: list[str]
+    status: str
+    verdict: dict | None
+    created_at: float
+    decided_at: float | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.name}@{self.version}"
+
+
+def _chunks(items: Sequence[str], size: int = FRONTIER_CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _audit_row(r: AuditRecord) -> dict[str, Any]:
+    return {"ts": r.ts, "actor": r.actor, "action": r.action, "subject": r.subject, "reason": r.reason,
+            "cause": r.cause, "policy": r.policy, "policy_version": r.policy_version, "mode": r.mode,
+            "run_id": r.run_id, "task": r.task, "signal": r.signal, "data": r.data}
+
+
+def _audit_record(row: sa.Row) -> AuditRecord:
+    m = row._asdict()
+    return AuditRecord(**m)
+
+
+class StoreEdges:
+    """The lineage graph as the store holds it (see the module docstring)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def versions(self, ref: AssetRef) -> list[tuple[str, str, Any]]:
+        conn = self.conn
+        exact = not any(c in ref.name for c in "*?[")
+        if ref.kind == "claim":
+            cv = t.claim_value
+            version = sa.func.substr(cv.c.checkpoint_id, 1, CLAIM_VERSION_LEN)
+            query = sa.select(cv.c.key, version, sa.func.min(cv.c.created_at)).group_by(cv.c.key, version)
+            if exact:
+                query = query.where(sa.or_(cv.c.key == ref.name, cv.c.key.startswith(ref.name + "/", autoescape=True)))
+            rows = [(k, v, o) for k, v, o in conn.execute(query) if ref.matches_name(k)]
+        else:
+            au = t.asset_use
+            query = sa.select(au.c.name, au.c.version).where(au.c.kind == ref.kind).distinct()
+            if exact:
+                query = query.where(sa.or_(au.c.name == ref.name, au.c.name.startswith(ref.name + "/", autoescape=True)))
+            rows = [(n, v, None) for n, v in conn.execute(query) if ref.matches_name(n)]
+        av = t.asset_version
+        known = {(n, v) for n, v, _ in rows}
+        for n, v in conn.execute(sa.select(av.c.name, av.c.version).where(av.c.kind == ref.kind)):
+            if (n, v) not in known and ref.matches_name(n):
+                rows.append((n, v, None))
+        return rows
+
+    def consumers_of(self, kind: str, versions: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        au = t.asset_use
+        out: list[tuple[str, str, str]] = []
+        by_name: dict[str, list[str]] = defaultdict(list)
+        for n, v in versions:
+            by_name[n].append(v)
+        for name, vs in by_name.items():
+            for chunk in _chunks(vs):
+                query = sa.select(au.c.name, au.c.version, au.c.checkpoint_id).where(
+                    au.c.kind == kind, au.c.name == name, au.c.version.in_(chunk), au.c.direction == "consumed")
+                out.extend(tuple(r) for r in self.conn.execute(query))
+        return out
+
+    def artifact_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str | None]]:
+        o, i = t.checkpoint_artifact.alias("o"), t.checkpoint_artifact.alias("i")
+        c1, c2 = t.checkpoint.alias("c1"), t.checkpoint.alias("c2")
+        out: list[tuple[str, str, str | None]] = []
+        for chunk in _chunks(list(ckpts)):
+            query = (
+                sa.select(o.c.checkpoint_id, o.c.sha256, c2.c.id)
+                .select_from(o)
+                .join(c1, c1.c.id == o.c.checkpoint_id)
+                .outerjoin(i, sa.and_(i.c.sha256 == o.c.sha256, i.c.direction == "in"))
+                .outerjoin(c2, sa.and_(c2.c.id == i.c.checkpoint_id, c2.c.run_id == c1.c.run_id))
+                .where(o.c.checkpoint_id.in_(chunk), o.c.direction == "out")
+            )
+            rows = list(self.conn.execute(query))
+            linked = {(p, s) for p, s, c in rows if c is not None}
+            bare: set[tuple[str, str]] = set()
+            for producer, sha, consumer in rows:
+                if consumer is not None:
+                    out.append((producer, sha, consumer))
+                elif (producer, sha) not in linked and (producer, sha) not in bare:
+                    bare.add((producer, sha))
+                    out.append((producer, sha, None))
+        return out
+
+    def claim_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str, str | None]]:
+        cv, au = t.claim_value, t.asset_use
+        version = sa.func.substr(cv.c.checkpoint_id, 1, CLAIM_VERSION_LEN)
+        out: list[tuple[str, str, str, str | None]] = []
+        for chunk in _chunks(list(ckpts)):
+            query = (
+                sa.select(cv.c.checkpoint_id, cv.c.key, version.label("version"), au.c.checkpoint_id)
+                .select_from(cv)
+                .outerjoin(au, sa.and_(au.c.kind == "claim", au.c.name == cv.c.key,
+                                       au.c.version == version, au.c.direction == "consumed"))
+                .where(cv.c.checkpoint_id.in_(chunk))
+            )
+            out.extend(tuple(r) for r in self.conn.execute(query))
+        return out
+
+    def details(self, ckpts: Sequence[str]) -> dict[str, CheckpointInfo]:
+        c = t.checkpoint
+        out: dict[str, CheckpointInfo] = {}
+        for chunk in _chunks(list(ckpts)):
+            query = sa.select(c.c.id, c.c.run_id, c.c.workflow, c.c.task, c.c.status, c.c.seq).where(c.c.id.in_(chunk))
+            for cid, run, wf, task, status, seq in self.conn.execute(query):
+                out[cid] = CheckpointInfo(cid, run, wf, task, status, seq)
+        return out
+
+
+class OversightStore:
+    """Store methods for oversight; see the module docstring. Mixed into ``Store``."""
+
+    transaction: Any
+    _read: Any
+
+    # ------------------------------------------------------------ assets
+
+    def register_asset(self, kind: str, name: str, **data: Any) -> dict:
+        """Create the asset row if missing and merge ``data`` into it; returns the data."""
+        a = t.asset
+        now = time.time()
+        with self.transaction() as conn:
+            current = conn.scalar(sa.select(a.c.data).where(a.c.kind == kind, a.c.name == name))
+            if current is None:
+                conn.execute(sa.insert(a), {"kind": kind, "name": name, "created_at": now, "data": dict(data)})
+                return dict(data)
+            merged = {**current, **data}
+            if merged != current:
+                conn.execute(sa.update(a).where(a.c.kind == kind, a.c.name == name).values(data=merged))
+            return merged
+
+    def asset_data(self, kind: str, name: str) -> dict:
+        a = t.asset
+        with self._read() as conn:
+            return dict(conn.scalar(sa.select(a.c.data).where(a.c.kind == kind, a.c.name == name)) or {})
+
+    def registered_assets(self) -> dict[tuple[str, str], dict]:
+        a = t.asset
+        with self._read() as conn:
+            return {(k, n): d for k, n, d in conn.execute(sa.select(a.c.kind, a.c.name, a.c.data))}
+
+    def version_records(self, kind: str | None = None, name: str | None = None,
+                        statuses: Iterable[AssetStatus] | None = None) -> list[VersionRecord]:
+        """Versions with a status on record (every other version is trusted)."""
+        av = t.asset_version
+        query = sa.select(av).order_by(av.c.kind, av.c.name, av.c.created_at, av.c.version)
+        if kind is not None:
+            query = query.where(av.c.kind == kind)
+        if name is not None:
+            query = query.where(av.c.name == name)
+        if statuses is not None:
+            query = query.where(av.c.status.in_([s.label for s in statuses]))
+        with self._read() as conn:
+            return [VersionRecord(r.kind, r.name, r.version, AssetStatus.parse(r.status), r.reason,
+                                  r.created_at, r.updated_at) for r in conn.execute(query)]
+
+    def version_status(self, subject: str) -> AssetStatus | None:
+        """The status on record for ``kind:name@version``, or None (trusted, unregistered)."""
+        kind, name, version = split_subject(subject)
+        av = t.asset_version
+        with self._read() as conn:
+            s = conn.scalar(sa.select(av.c.status).where(av.c.kind == kind, av.c.name == name,
+                                                         av.c.version == version))
+        return None if s is None else AssetStatus.parse(s)
+
+    def apply_transitions(self, transitions: Sequence[Transition], extra: Sequence[AuditRecord] = ()) -> None:
+        """Write status changes and their audit records in one transaction.
+
+        Each transition's ``old`` must still be the status on record (None:
+        no row); otherwise nothing is written and StoreError says which
+        version changed meanwhile.
+        """
+        av, a = t.asset_version, t.asset
+        with self.transaction() as conn:
+            for tr in transitions:
+                kind, name, version = split_subject(tr.subject)
+                where = (av.c.kind == kind, av.c.name == name, av.c.version == version)
+                current = conn.scalar(sa.select(av.c.status).where(*where))
+                expected = None if tr.old is None else tr.old.label
+                if current != expected:
+                    raise StoreError(
+                        f"{tr.subject} changed meanwhile (now {current or 'unregistered'}, expected "
+                        f"{expected or 'unregistered'}); try again")
+                now = tr.record.ts
+                stmt = _insert(conn, a).on_conflict_do_nothing(index_elements=["kind", "name"])
+                conn.execute(stmt, {"kind": kind, "name": name, "created_at": now, "data": {}})
+                if current is None:
+                    conn.execute(sa.insert(av), {"kind": kind, "name": name, "version": version,
+                                                 "status": tr.new.label, "reason": tr.record.reason,
+                                                 "created_at": now, "updated_at": now})
+                elif tr.changed:
+                    conn.execute(sa.update(av).where(*where).values(status=tr.new.label, reason=tr.record.reason,
+                                                                    updated_at=now))
+            rows = [_audit_row(tr.record) for tr in transitions] + [_audit_row(r) for r in extra]
+            if rows:
+                conn.execute(sa.insert(t.audit), rows)
+
+    def known_versions(self, ref: AssetRef) -> list[tuple[str, str, Any]]:
+        """``(name, version, order)`` of every version of the assets ``ref`` names."""
+        with self._read() as conn:
+            return StoreEdges(conn).versions(ref)
+
+    def asset_usage(self) -> list[AssetUsage]:
+        """Every asset version in use, with how many checkpoints, runs and workflows use it."""
+        au, c = t.asset_use, t.checkpoint
+        query = (
+            sa.select(au.c.kind, au.c.name, au.c.version, sa.func.count(sa.distinct(au.c.checkpoint_id)),
+                      sa.func.count(sa.distinct(c.c.run_id)), sa.func.count(sa.distinct(c.c.workflow)))
+            .join(c, c.c.id == au.c.checkpoint_id)
+            .where(au.c.direction == "consumed")
+            .group_by(au.c.kind, au.c.name, au.c.version)
+        )
+        cv = t.claim_value
+        version = sa.func.substr(cv.c.checkpoint_id, 1, CLAIM_VERSION_LEN)
+        produced = (
+            sa.select(cv.c.key, version, sa.func.count(), sa.func.count(sa.distinct(c.c.run_id)),
+                      sa.func.count(sa.distinct(c.c.workflow)))
+            .join(c, c.c.id == cv.c.checkpoint_id)
+            .where(c.c.status == "committed")
+            .group_by(cv.c.key, version)
+        )
+        with self._read() as conn:
+            rows = [AssetUsage(k, n, v, ck, r, w, "consumed") for k, n, v, ck, r, w in conn.execute(query)]
+            rows += [AssetUsage("claim", k, v, ck, r, w, "produced") for k, v, ck, r, w in conn.execute(produced)]
+        return sorted(rows, key=lambda u: (u.kind, u.name, u.version, u.direction))
+
+    def asset_dependents(self) -> dict[str, set[str]]:
+        """``kind:name`` -> the workflows with a checkpoint that consumed it."""
+        au, c = t.asset_use, t.checkpoint
+        query = (
+            sa.select(au.c.kind, au.c.name, c.c.workflow).distinct()
+            .join(c, c.c.id == au.c.checkpoint_id).where(au.c.direction == "consumed")
+        )
+        out: dict[str, set[str]] = defaultdict(set)
+        with self._read() as conn:
+            for kind, name, wf in conn.execute(query):
+                out[f"{kind}:{name}"].add(wf)
+        return dict(out)
+
+    def workflow_count(self) -> int:
+        with self._read() as conn:
+            return int(conn.scalar(sa.select(sa.func.count(sa.distinct(t.run.c.workflow)))) or 0)
+
+    # -------------------------------------------------------------- pins
+
+    def set_pin(self, pin: Pin, now: float | None = None) -> None:
+        """Pin ``kind:name`` to a version for a scope (replacing that scope's pin)."""
+        p = t.asset_pin
+        row = {"kind": pin.kind, "name": pin.name, "scope": pin.scope, "version": pin.version,
+               "reason": pin.reason, "created_at": now or time.time()}
+        with self.transaction() as conn:
+            stmt = _insert(conn, p)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["kind", "name", "scope"],
+                                                    set_={"version": stmt.excluded.version,
+                                                          "reason": stmt.excluded.reason,
+                                                          "created_at": stmt.excluded.created_at}), row)
+
+    def remove_pin(self, kind: str, name: str, scope: str = "*") -> bool:
+        p = t.asset_pin
+        with self.transaction() as conn:
+            return conn.execute(sa.delete(p).where(p.c.kind == kind, p.c.name == name, p.c.scope == scope)).rowcount > 0
+
+    def pins(self) -> list[Pin]:
+        p = t.asset_pin
+        with self._read() as conn:
+            return [Pin(r.kind, r.name, r.version, r.scope, r.reason or "")
+                    for r in conn.execute(sa.select(p).order_by(p.c.kind, p.c.name, p.c.scope))]
+
+    # ---------------------------------------------------------- policies
+
+    def put_policy(self, policy: Policy, now: float | None = None) -> Policy:
+        """Store a policy; a changed body is a new version, the same body only
+        changes the rollout (mode, share) of the current version. Older
+        versions are deactivated. Returns the policy with its version."""
+        p = t.policy
+        now = now or time.time()
+        digest = policy.digest()
+        with self.transaction() as conn:
+            latest = conn.execute(sa.select(p).where(p.c.name == policy.name)
+                                  .order_by(p.c.version.desc()).limit(1)).first()
+            if latest is not None and latest.digest == digest:
+                version = latest.version
+                conn.execute(sa.update(p).where(p.c.name == policy.name, p.c.version == version)
+                             .values(mode=policy.mode.label, share=policy.share, active=True, updated_at=now))
+            else:
+                version = (latest.version if latest is not None else 0) + 1
+                conn.execute(sa.update(p).where(p.c.name == policy.name).values(active=False, updated_at=now))
+                conn.execute(sa.insert(p), {"name": policy.name, "version": version, "mode": policy.mode.label,
+                                            "share": policy.share, "body": policy.body(), "digest": digest,
+                                            "active": True, "created_at": now, "updated_at": now})
+        return policy.with_rollout(policy.mode, policy.share, version)
+
+    def retire_policy(self, name: str) -> bool:
+        p = t.policy
+        with self.transaction() as conn:
+            return conn.execute(sa.update(p).where(p.c.name == name, p.c.active.is_(True))
+                                .values(active=False, updated_at=time.time())).rowcount > 0
+
+    def policies(self, active: bool = True, name: str | None = None) -> list[Policy]:
+        """Active policies (or every version, ``active=False``), by name and version."""
+        p = t.policy
+        query = sa.select(p).order_by(p.c.name, p.c.version)
+        if active:
+            query = query.where(p.c.active.is_(True))
+        if name is not None:
+            query = query.where(p.c.name == name)
+        with self._read() as conn:
+            rows = list(conn.execute(query))
+        return [policy_from_doc({**r.body, "mode": r.mode, "share": r.share, "version": r.version},
+                                source=f"stored policy {r.name} v{r.version}") for r in rows]
+
+    # ------------------------------------------------------------- audit
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        with self.transaction() as conn:
+            conn.execute(sa.insert(t.audit), [_audit_row(r) for r in records])
+
+    def audit_log(self, *, subject: str | None = None, run_id: str | None = None,
+                  actor: str | None = None, since: float | None = None,
+                  limit: int | None = None) -> list[AuditRecord]:
+        """Audit records, oldest first; ``subject`` may be ``kind:name`` (every
+        version) or ``kind:name@version``; with ``limit``, the latest ones."""
+        a = t.audit
+        query = sa.select(a)
+        if subject is not None:
+            if "@" in subject:
+                query = query.where(a.c.subject == subject)
+            else:
+                query = query.where(sa.or_(a.c.subject == subject,
+                                           a.c.subject.startswith(subject + "@", autoescape=True)))
+        if run_id is not None:
+            query = query.where(a.c.run_id == run_id)
+        if actor is not None:
+            query = query.where(a.c.actor.startswith(actor, autoescape=True))
+        if since is not None:
+            query = query.where(a.c.ts >= since)
+        query = query.order_by(a.c.id.desc()).limit(limit) if limit else query.order_by(a.c.id)
+        with self._read() as conn:
+            rows = [_audit_record(r) for r in conn.execute(query)]
+        return rows[::-1] if limit else rows
+
+    def signal_sources(self, subject: str) -> set[str]:
+        """The actors that flagged ``subject`` so far (for the breaker)."""
+        a = t.audit
+        query = sa.select(a.c.actor).distinct().where(a.c.subject == subject, a.c.action.startswith("flag"))
+        with self._read() as conn:
+            return set(conn.scalars(query))
+
+    # ------------------------------------------------------------- marks
+
+    def mark_checkpoints(self, ids: Sequence[str], mark: str, reason: str, now: float | None = None) -> None:
+        """Mark checkpoints (``untrusted``: sandboxed results, never served)."""
+        if not ids:
+            return
+        m = t.checkpoint_mark
+        rows = [{"checkpoint_id": i, "mark": mark, "reason": reason, "created_at": now or time.time()}
+                for i in dict.fromkeys(ids)]
+        with self.transaction() as conn:
+            conn.execute(_insert(conn, m).on_conflict_do_nothing(index_elements=["checkpoint_id"]), rows)
+
+    def marks(self, ids: Sequence[str] | None = None) -> dict[str, tuple[str, str | None]]:
+        """checkpoint id -> (mark, reason), for ``ids`` or for every marked one."""
+        m = t.checkpoint_mark
+        out: dict[str, tuple[str, str | None]] = {}
+        with self._read() as conn:
+            if ids is None:
+                for cid, mark, reason in conn.execute(sa.select(m.c.checkpoint_id, m.c.mark, m.c.reason)):
+                    out[cid] = (mark, reason)
+            else:
+                for chunk in _chunks(list(ids)):
+                    query = sa.select(m.c.checkpoint_id, m.c.mark, m.c.reason).where(m.c.checkpoint_id.in_(chunk))
+                    for cid, mark, reason in conn.execute(query):
+                        out[cid] = (mark, reason)
+        return out
+
+    # ----------------------------------------------------------- canaries
+
+    def add_canary(self, kind: str, name: str, version: str, baseline: str | None,
+                   metrics: Sequence[str], now: float | None = None) -> int:
+        c = t.canary
+        with self.transaction() as conn:
+            res = conn.execute(sa.insert(c).returning(c.c.id), {
+                "kind": kind, "name": name, "version": version, "baseline": baseline,
+                "metrics": list(metrics), "status": "running", "verdict": None,
+                "created_at": now or time.time(), "decided_at": None})
+            return int(res.scalar_one())
+
+    def canaries(self, *, status: str | None = None, subject: str | None = None) -> list[CanaryRecord]:
+        c = t.canary
+        query = sa.select(c).order_by(c.c.id)
+        if status is not None:
+            query = query.where(c.c.status == status)
+        if subject is not None:
+            kind, name, version = split_subject(subject)
+            query = query.where(c.c.kind == kind, c.c.name == name, c.c.version == version)
+        with self._read() as conn:
+            return [CanaryRecord(r.id, r.kind, r.name, r.version, r.baseline, list(r.metrics), r.status,
+                                 r.verdict, r.created_at, r.decided_at) for r in conn.execute(query)]
+
+    def decide_canary(self, canary_id: int, status: str, verdict: dict, now: float | None = None) -> None:
+        c = t.canary
+        with self.transaction() as conn:
+            n = conn.execute(sa.update(c).where(c.c.id == canary_id).values(
+                status=status, verdict=verdict, decided_at=now or time.time())).rowcount
+            if not n:
+                raise NotFound("canary", str(canary_id))
+
+    # ----------------------------------------------------------- snapshot
+
+    def oversight_snapshot(self) -> Snapshot:
+        """Non-trusted statuses, pins, active policies and gated assets, in one snapshot."""
+        av, a, p = t.asset_version, t.asset, t.policy
+        with self._read() as conn:
+            statuses = {
+                f"{k}:{n}@{v}": AssetStatus.parse(s)
+                for k, n, v, s in conn.execute(sa.select(av.c.kind, av.c.name, av.c.version, av.c.status)
+                                               .where(av.c.status != "trusted"))
+            }
+            pins = tuple(Pin(r.kind, r.name, r.version, r.scope, r.reason or "")
+                         for r in conn.execute(sa.select(t.asset_pin)))
+            policies = tuple(
+                policy_from_doc({**r.body, "mode": r.mode, "share": r.share, "version": r.version})
+                for r in conn.execute(sa.select(p).where(p.c.active.is_(True)).order_by(p.c.name))
+            )
+            gated = frozenset(f"{k}:{n}" for k, n, d in conn.execute(sa.select(a.c.kind, a.c.name, a.c.data))
+                              if (d or {}).get("gated"))
+        return Snapshot(statuses, pins, policies, gated)
+
+    # ----------------------------------------------------------- lineage
+
+    def blast_radius(self, ref: AssetRef | str) -> BlastRadius:
+        """Everything built on the versions ``ref`` selects, with linking paths."""
+        if isinstance(ref, str):
+            ref = parse_ref(ref)
+        with self._read() as conn:
+            return blast_radius(StoreEdges(conn), ref)
+
+    def claim_versions(self, key: str, *, committed: bool = True) -> list[ClaimVersion]:
+        """Every value published under ``key`` by committed checkpoints, oldest first,
+        each flagged ``untrusted`` when its checkpoint was sandboxed."""
+        cv, c, m = t.claim_value, t.checkpoint, t.checkpoint_mark
+        query = (
+            sa.select(cv.c.key, cv.c.checkpoint_id, cv.c.value, cv.c.uncertainty, cv.c.units, c.c.created_at,
+                      c.c.run_id, c.c.workflow, m.c.mark)
+            .join(c, c.c.id == cv.c.checkpoint_id)
+            .outerjoin(m, m.c.checkpoint_id == cv.c.checkpoint_id)
+            .where(cv.c.key == key)
+            .order_by(c.c.created_at, cv.c.id)
+        )
+        if committed:
+            query = query.where(c.c.status == "committed")
+        with self._read() as conn:
+            return [ClaimVersion(k, cid[:CLAIM_VERSION_LEN], v, u, units, ts, run, wf, mark is not None)
+                    for k, cid, v, u, units, ts, run, wf, mark in conn.execute(query)]
+
+    def lineage_assets(self, checkpoint_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        """checkpoint -> every ``kind:name@version`` consumed by it or an ancestor in its run."""
+        c, au = t.checkpoint, t.asset_use
+        wanted = list(dict.fromkeys(checkpoint_ids))
+        with self._read() as conn:
+            runs = set()
+            for chunk in _chunks(wanted):
+                runs.update(conn.scalars(sa.select(c.c.run_id).where(c.c.id.in_(chunk))))
+            parents: dict[str, list[str]] = {}
+            direct: dict[str, set[str]] = defaultdict(set)
+            for chunk in _chunks(sorted(runs)):
+                for cid, ps in conn.execute(sa.select(c.c.id, c.c.parents).where(c.c.run_id.in_(chunk))):
+                    parents[cid] = list(ps or [])
+                query = (sa.select(au.c.checkpoint_id, au.c.kind, au.c.name, au.c.version)
+                         .join(c, c.c.id == au.c.checkpoint_id)
+                         .where(c.c.run_id.in_(chunk), au.c.direction == "consumed"))
+                for cid, kind, name, version in conn.execute(query):
+                    direct[cid].add(f"{kind}:{name}@{version}")
+        memo: dict[str, frozenset[str]] = {}
+
+        def closure(cid: str) -> frozenset[str]:
+            stack, order = [cid], []
+            while stack:
+                x = stack.pop()
+                if x in memo or x in order:
+                    continue
+                order.append(x)
+                stack.extend(p for p in parents.get(x, []) if p not in memo)
+            for x in reversed(order):
+                acc = set(direct.get(x, ()))
+                for p in parents.get(x, []):
+                    acc |= memo.get(p, frozenset())
+                memo[x] = frozenset(acc)
+            return memo[cid]
+
+        return {cid: closure(cid) for cid in wanted}
+
+    def claim_observations(self, keys: Iterable[str] | None = None) -> list[ClaimObs]:
+        """Committed, trusted numeric claims (the latest per run and key) with
+        their lineage's asset versions: the inconsistency monitor's input."""
+        cv, c, m = t.claim_value, t.checkpoint, t.checkpoint_mark
+        query = (
+            sa.select(cv.c.key, cv.c.value, cv.c.uncertainty, cv.c.checkpoint_id, c.c.run_id, c.c.workflow,
+                      c.c.created_at)
+            .join(c, c.c.id == cv.c.checkpoint_id)
+            .outerjoin(m, m.c.checkpoint_id == cv.c.checkpoint_id)
+            .where(c.c.status == "committed", m.c.mark.is_(None))
+            .order_by(c.c.created_at, cv.c.id)
+        )
+        if keys is not None:
+            query = query.where(cv.c.key.in_(list(keys)))
+        with self._read() as conn:
+            rows = list(conn.execute(query))
+        latest: dict[tuple[str, str], Any] = {}
+        for r in rows:
+            if isinstance(r.value, (int, float)) and not isinstance(r.value, bool):
+                latest[(r.key, r.run_id)] = r
+        lineage = self.lineage_assets([r.checkpoint_id for r in latest.values()])
+        return [ClaimObs(r.key, float(r.value), r.uncertainty, r.checkpoint_id, r.run_id, r.workflow,
+                         lineage.get(r.checkpoint_id, frozenset()))
+                for r in latest.values()]
+
+    def verification_observations(self) -> list[VerificationObs]:
+        """Committed and refuted checkpoints with their lineage's asset versions."""
+        c = t.checkpoint
+        query = sa.select(c.c.id, c.c.workflow, c.c.status).where(c.c.status.in_(["committed", "refuted"]))
+        with self._read() as conn:
+            rows = list(conn.execute(query))
+        lineage = self.lineage_assets([r.id for r in rows])
+        return [VerificationObs(r.id, r.workflow, r.status == "refuted", lineage.get(r.id, frozenset()))
+                for r in rows]
+
+    def redundancy_observations(self) -> list[RedundancyObs]:
+        """Redundant calls recorded by the runtime (``redundancy`` events)."""
+        e = t.event
+        with self._read() as conn:
+            rows = list(conn.scalars(sa.select(e.c.data).where(e.c.kind == "redundancy").order_by(e.c.id)))
+        return [RedundancyObs(d["asset"], d["primary"], d["secondary"], bool(d["agree"]), d.get("detail", ""))
+                for d in rows]
+
+    def record_redundancy(self, run_id: str, task: str, checks: Sequence[dict], now: float | None = None) -> None:
+        """Store redundant-call results as ``redundancy`` events."""
+        e = t.event
+        now = now or time.time()
+        rows = [{"ts": now, "kind": "redundancy", "run_id": run_id, "task": task, "attempt": None,
+                 "agent": None, "data": dict(c)} for c in checks]
+        if rows:
+            with self.transaction() as conn:
+                conn.execute(sa.insert(e), rows)
+
+    def events_of_kind(self, kind: str) -> list[EventRecord]:
+        e = t.event
+        with self._read() as conn:
+            return [EventRecord(**r._asdict()) for r in conn.execute(sa.select(e).where(e.c.kind == kind).order_by(e.c.id))]
+
+
+def _insert(conn: sa.Connection, table: sa.Table) -> Any:
+    return dialect_insert(conn, table)
+
