@@ -149,6 +149,14 @@ def run(
     executor: str = typer.Option("local", "--executor", help="Where agents' work runs: local processes or dask."),
     scheduler_address: Optional[str] = typer.Option(None, "--scheduler-address",
                                                     help="Dask scheduler (tcp://host:8786); default: a LocalCluster."),
+    roles: list[str] = typer.Option([], "--roles", help="Roles of agent 1, 2, ... in turn, comma-separated "
+                                    "(e.g. --roles worker --roles verifier); default: every agent every role."),
+    predict: str = typer.Option("provisional", "--predict", help="Branch prediction: provisional or history."),
+    recheck: str = typer.Option("notify", "--recheck", help="How agents that ran ahead learn about their inputs: "
+                                "notify, eager, backoff or adaptive."),
+    backup_stragglers: bool = typer.Option(False, "--backup-stragglers",
+                                           help="Give work running far longer than expected a backup copy; first result wins."),
+    log_json: bool = typer.Option(False, "--log-json", help="Also write the structured JSON-lines log to stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Run a workflow with local agents, writing a signed checkpoint per task.
@@ -161,7 +169,9 @@ def run(
     wf = load_workflow(file, name)
     ws = _ws()
     options = RunOptions(workers=workers, seed=seed, why=why, no_cache=no_cache, campaign=campaign,
-                         speculate=_speculate(speculate), executor=executor, scheduler_address=scheduler_address)
+                         speculate=_speculate(speculate), executor=executor, scheduler_address=scheduler_address,
+                         roles=[[r.strip() for r in item.split(",") if r.strip()] for item in roles] or None,
+                         predict=predict, recheck=recheck, backup_stragglers=backup_stragglers, log_json=log_json)
     summary = run_with_progress(lambda cb: run_workflow(ws, wf, _parse_params(param), options, cb),
                                 len(wf.tasks), quiet=as_json)
     _finish(summary, as_json)

@@ -5,6 +5,15 @@ and a reason), the data-analysis example once, and the simulation once more
 with a stage made silently wrong on purpose; then lists checkpoints, diffs the
 two simulation runs, verifies every bundle, reproduces one checkpoint of each
 example byte for byte, and bisects the broken run to the stage at fault.
+
+Then the fleet (:func:`fleet_story`, ``examples/fleet/``): several workflows
+share a claim (``g``) and a library (``lib:integrate``); a silent error is
+planted in the shared claim; the inconsistency monitor points at it and the
+breaker trips; claims built on it are tainted two hops out; the blast radius
+is shown; a policy rolls out from shadow to enforced and dependents are
+rerouted, paused or sandboxed while unaffected workflows run on; the fix
+passes a canary, and ``rerun --affected-by`` recomputes just what was
+affected.
 """
 
 from __future__ import annotations
@@ -113,8 +122,9 @@ def run_demo(directory: Path, console: Console | None = None, store_url: str | N
     first = bis.first_bad["task"] if bis.first_bad else None
     say(f"  first bad checkpoint: [bold]{first}[/] after {len(bis.checks)} checks over {len(bis.chain)} checkpoints")
     result["bisect_first_bad"] = first
+    fleet_ok = fleet_story(ws, ex / "fleet", console, result)
     result["seconds"] = round(time.time() - started, 1)
-    result["ok"] = bool(report.ok and all(result["reproduce"].values()) and first == "solve")
+    result["ok"] = bool(report.ok and all(result["reproduce"].values()) and first == "solve" and fleet_ok)
     rule(f"done in {result['seconds']} s")
     say(f"  explore: headwater --home {home} runs   |   headwater --home {home} show {a.tasks[0].checkpoint[:12]}")
     ws.close()
@@ -137,3 +147,117 @@ def _last_fit(store, run_id: str) -> str:
 
 def _num(v):
     return f"{v:.4g}" if isinstance(v, float) else v
+
+
+def fleet_story(ws, fleet_dir: Path, console: Console | None, result: dict) -> bool:
+    """Sections 7-13 of the demo: oversight of a fleet sharing a claim and a library."""
+    from headwater.commands.oversight import render_audit, render_findings, render_radius, render_rerun, render_reports
+    from headwater.runtime.fleet import Fleet, load_policies
+    from headwater.runtime.rerun import rerun_affected
+
+    say = console.print if console else (lambda *a, **k: None)
+    rule = (lambda title: console.print(Rule(title))) if console else (lambda title: None)
+    fleet = Fleet(ws.store)
+    out: dict = {}
+    result["fleet"] = out
+    towers = ("tower-drop", "tower-pendulum", "tower-shadow", "tower-laser", "tower-survey")
+    wfs = {n: load_workflow(fleet_dir / "towers.py", n) for n in towers + ("tower-drop-canary",)}
+    wfs["gravimetry"] = load_workflow(fleet_dir / "gravimetry.py")
+    wfs["monument"] = load_workflow(fleet_dir / "monument.py")
+
+    def go(name, params=None, seed=1, note=""):
+        summary = run_workflow(ws, wfs[name], params or {}, RunOptions(workers=2, seed=seed))
+        claims = [f"{c.key}={_num(c.value)}" for ck in ws.store.list_checkpoints(summary.run_id, status="committed")
+                  for c in ck.claims]
+        held = [t.name for t in summary.tasks if t.state == "paused"]
+        state = {"succeeded": "[green]succeeded[/]", "interrupted": "[yellow]paused[/]"}.get(summary.status, summary.status)
+        say(f"  {name:<18} run {summary.run_id[:8]}  {state:<22} {', '.join(claims):<28}"
+            f"{' held: ' + ', '.join(held) if held else ''} {note}")
+        return summary
+
+    rule("7. a fleet: five ways to measure one tower; two use the shared claim g and one library")
+    go("gravimetry")
+    for name in towers:
+        go(name, seed=2)
+    go("monument", seed=3)
+    clean = fleet.run_monitors(apply=False)
+    say(f"  monitors: {len(clean.findings.inconsistencies)} inconsistencies")
+
+    rule("8. a silent error: gravimetry re-run with a transcription error in the pendulum length")
+    bad_run = go("gravimetry", {"typo": "true"}, note="(every check inside passes)")
+    bad = f"claim:g@{ws.store.list_checkpoints(bad_run.run_id, status='committed')[-1].id[:12]}"
+    out["bad_version"] = bad
+    for name in ("tower-drop", "tower-pendulum"):
+        go(name, seed=2)
+    go("monument", seed=3)
+
+    rule("9. the inconsistency monitor points at the shared claim; the breaker trips")
+    report = fleet.run_monitors()
+    if console:
+        render_findings(console, report)
+    top = report.findings.inconsistencies[0].suspects[0].asset if report.findings.inconsistencies else None
+    out["top_suspect"] = top
+    status = ws.store.version_status(bad)
+    out["status_after_monitor"] = status.label if status else "trusted"
+    hops = max((int(t.record.signal.get("hops", 1)) for t in report.outcome.tainted), default=0)
+    out["tainted"] = len(report.outcome.tainted)
+    say(f"  {bad}: trusted -> suspect -> [red]{out['status_after_monitor']}[/];  {len(report.outcome.tainted)} claims "
+        f"built on it tainted (up to {hops} claim hops), {report.outcome.invalidated} cache entries voided")
+
+    rule(f"10. blast radius of {bad}")
+    radius = fleet.blast_radius(bad)
+    out["radius"] = radius.counts()
+    if console:
+        render_radius(console, radius, paths=3)
+
+    rule("11. a policy rolls out: shadow (recorded only), then enforced")
+    policies = load_policies(fleet_dir / "policy.yaml")
+    for p in policies:
+        stored = fleet.apply_policy(p, mode="shadow")
+        say(f"  policy {stored.name} v{stored.version}: shadow")
+    shadow_run = go("tower-pendulum", seed=4, note="(shadow: would have paused, see audit)")
+    out["shadow_ran"] = shadow_run.status == "succeeded"
+    for p in policies:
+        stored = fleet.apply_policy(p, mode="enforced")
+        say(f"  policy {stored.name} v{stored.version}: enforced")
+    mon = go("monument", seed=5, note="(its tower.height is tainted: sandboxed)")
+    drop = go("tower-drop", seed=5, note="(production: rerouted to the last good g)")
+    paused = go("tower-pendulum", seed=5, note="(exploratory: paused)")
+    free = go("tower-shadow", seed=5, note="(does not use g: unaffected)")
+    out["sandboxed"] = bool(ws.store.marks([ck.id for ck in ws.store.list_checkpoints(mon.run_id)]))
+    used = [u.version for ck in ws.store.list_checkpoints(drop.run_id) for u in ck.uses if u.kind == "claim"]
+    out["rerouted_to"] = used[0] if used else None
+    out["paused_run"] = paused.status
+    out["unaffected_ran"] = free.status == "succeeded"
+    if console:
+        render_audit(console, [r for r in ws.store.audit_log(limit=60) if r.actor.startswith("policy:")
+                               or r.action in ("hold", "stop", "sandbox")][-9:])
+
+    rule("12. the fix: a new g is gated behind a canary, passes, and reopens the flow")
+    fixed = go("gravimetry", seed=1)
+    new = f"claim:g@{ws.store.list_checkpoints(fixed.run_id, status='committed')[-1].id[:12]}"
+    s_new = ws.store.version_status(new)
+    say(f"  {new}: {s_new.label if s_new else 'trusted'} (the breaker on g is open: canary first)")
+    go("tower-drop-canary", seed=6, note="(tagged canary: runs on the candidate)")
+    canaries = ws.store.canaries(subject=new)
+    out["canary"] = canaries[-1].status if canaries else None
+    for rec in ws.store.version_records("claim", "g"):
+        say(f"  {rec.ref}: {rec.status.label:<9} {rec.reason or ''}")
+
+    rule(f"13. rerun --affected-by {bad}: only what was built on it")
+    rr = rerun_affected(ws, bad, workers=2)
+    out["rerun"] = [{"run": r.run_id, "workflow": r.workflow, "why": r.why, "recomputed": r.recomputed,
+                     "kept": r.kept, "status": r.status} for r in rr.runs]
+    if console:
+        render_rerun(console, rr)
+    after = fleet.run_monitors(apply=False)
+    out["inconsistencies_after"] = len(after.findings.inconsistencies)
+    say(f"  monitors after the rerun: {len(after.findings.inconsistencies)} inconsistencies")
+    if console:
+        render_reports(console, fleet.reports())
+    return bool(
+        top == bad and out["status_after_monitor"] == "degraded" and hops >= 2 and out["shadow_ran"]
+        and out["sandboxed"] and out["rerouted_to"] and out["rerouted_to"] != bad.rpartition("@")[2]
+        and paused.status == "interrupted" and out["unaffected_ran"] and out["canary"] == "passed"
+        and rr.runs and all(r.status == "succeeded" for r in rr.runs) and out["inconsistencies_after"] == 0
+    )

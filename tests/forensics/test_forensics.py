@@ -60,6 +60,7 @@ def test_verify_detects_a_removed_checkpoint(ws, chain_run):
     cks = ws.store.list_checkpoints(chain_run)
     with ws.store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM checkpoint_artifact WHERE checkpoint_id = :i"), {"i": cks[1].id})
+        conn.execute(sa.text("DELETE FROM asset_use WHERE checkpoint_id = :i"), {"i": cks[1].id})
         conn.execute(sa.text("DELETE FROM checkpoint WHERE id = :i"), {"i": cks[1].id})
     report = verify_store(ws.store, ws.key.public_hex, chain_run)
     assert not report.ok

@@ -7,6 +7,7 @@ import pytest
 from headwater.errors import RunError
 from headwater.schedule import Scheduler, TaskDef
 from headwater.schedule.graph import compile_graph
+from headwater.schedule.depth import ADAPTIVE_START
 
 from .helpers import T
 
@@ -58,7 +59,7 @@ def test_bad_options_raise_run_error(kwargs, fragment):
 def test_speculate_accepts_words_and_digits():
     assert Scheduler([T("a")], speculate="off").speculation_depth() == 0
     assert Scheduler([T("a")], speculate="3").speculation_depth() == 3
-    assert Scheduler([T("a")], speculate="adaptive").speculation_depth() == 1
+    assert Scheduler([T("a")], speculate="adaptive").speculation_depth() == ADAPTIVE_START
 
 
 def test_critical_path_topological_order_and_folded_decider():

@@ -95,22 +95,30 @@ def test_a_failure_on_speculative_inputs_is_not_charged_and_reruns_on_committed_
 
 def test_depth_controller_adapts_to_the_refutation_rate():
     d = SpeculationDepth("adaptive")
-    assert d.adaptive and d.value == 1
+    assert d.adaptive and d.value == 2
     for _ in range(EVERY - 1):
         assert d.observe(False) is False
-    assert d.observe(False) is True and d.value == 2
+    assert d.observe(False) is True and d.value == 4
+    for _ in range(EVERY):
+        d.observe(False)
+    assert d.value == MAX_DEPTH  # doubling: full depth after two clean streaks
     for _ in range(EVERY * 20):
         d.observe(False)
     assert d.value == MAX_DEPTH
-    changes = [d.observe(True) for _ in range(EVERY)]
-    assert changes[-1] and d.value == MAX_DEPTH // 2  # 5 of the last 20 refuted: 25%
-    for _ in range(EVERY * 4):
-        d.observe(True)
-    assert d.value == 0
-    assert d.refutation_rate() == 1.0
-    for _ in range(EVERY * 4):
+    assert d.observe(True) is True and d.value == MAX_DEPTH // 2  # a refutation halves at once
+    for _ in range(EVERY - 1):
         d.observe(False)
-    assert d.value == 1  # grows back once the window is clean
+    assert d.observe(True) and d.value == MAX_DEPTH // 4  # the clean streak starts over
+    d.observe(True)
+    d.observe(True)
+    assert d.value == 0 and d.observe(True) is False
+    assert d.refutation_rate() == 5 / 20
+    for _ in range(EVERY):
+        d.observe(False)
+    assert d.value == 1  # grows back after a clean streak
+    for _ in range(EVERY):
+        d.observe(False)
+    assert d.value == 2
 
 
 def test_fixed_depth_does_not_adapt():
@@ -122,9 +130,9 @@ def test_adaptive_scheduler_parks_and_releases_work_as_the_depth_moves():
     names, defs = chain(4)
     fillers = [R(f"f{i}", verify=1) for i in range(3 * EVERY)]
     s = Scheduler(defs + fillers, speculate="adaptive")
-    assert s.speculation_depth() == 1
-    assert run_ahead(s, names) == ["t0", "t1"]
-    assert s.state_of("t2") is State.PENDING
+    assert s.speculation_depth() == 2
+    assert run_ahead(s, names) == ["t0", "t1", "t2"]
+    assert s.state_of("t3") is State.PENDING
 
     def verify_fillers(start, approve):
         for i in range(start, start + EVERY):
@@ -132,10 +140,10 @@ def test_adaptive_scheduler_parks_and_releases_work_as_the_depth_moves():
             s.verdict(verify_all(s, "v", roles=("verifier",)).get(f"f{i}").token, 0.0, approve)
 
     verify_fillers(0, True)
-    assert s.speculation_depth() == 2 and s.counters["depth_changes"] == 1
-    assert s.state_of("t2") is State.READY
+    assert s.speculation_depth() == 4 and s.counters["depth_changes"] == 1
+    assert s.state_of("t3") is State.READY
     verify_fillers(EVERY, False)
-    assert s.speculation_depth() == 1
-    assert s.state_of("t2") is State.PENDING
-    assert s.scoreboard().speculation_depth == 1
+    assert s.speculation_depth() == 0  # every refutation halves: 4, 2, 1, 0
+    assert s.state_of("t3") is State.PENDING
+    assert s.scoreboard().speculation_depth == 0
     audit(s)

@@ -84,13 +84,14 @@ class Breaker:
 
 def taint(
     radius: BlastRadius,
-    statuses: Mapping[str, AssetStatus],
+    statuses: Mapping[str, AssetStatus | None],
     *,
     now: float,
     cause: str,
     cause_status: AssetStatus,
 ) -> list[Transition]:
-    """Suspect every committed claim in ``radius``; ``statuses`` by claim ref.
+    """Suspect every committed claim in ``radius``; ``statuses`` by claim ref
+    (a claim missing or None has no status on record: trusted).
 
     ``cause`` is the degraded or retracted version the radius was computed
     from. Claims that are already suspect or worse are left alone (their
@@ -100,8 +101,8 @@ def taint(
     for label, hit in sorted(radius.claims.items(), key=lambda kv: (kv[1].depth, kv[0])):
         if hit.status != "committed" or label == cause:
             continue
-        current = statuses.get(label, AssetStatus.TRUSTED)
-        if current is not AssetStatus.TRUSTED:
+        current = statuses.get(label)
+        if current is not None and current is not AssetStatus.TRUSTED:
             continue
         hops = sum(1 for p in hit.path[1:] if p.startswith("claim:"))
         out.append(transition(

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from headwater.oversight.policy import Dependent, Directive, Exposure, Policy, evaluate
+from headwater.oversight.refs import VersionRange, parse_range
 from headwater.oversight.routing import Candidate, Choice, Pin, choose
 from headwater.oversight.status import AssetStatus
 
@@ -28,17 +29,29 @@ class Snapshot:
     """The oversight state decisions are made against.
 
     ``statuses`` maps ``kind:name@version`` to a status for every version
-    that has one on record; any other version is trusted. ``gated`` are
-    ``kind:name`` assets whose new versions start under a canary.
+    that has one on record. ``ranges`` are version-scoped statuses
+    (``kind``, ``name``, range, status) that also cover versions first seen
+    later; a version's own status wins over a range's, and among ranges the
+    most severe. Any other version is trusted. ``gated`` are ``kind:name``
+    assets whose new versions start under a canary.
     """
 
     statuses: Mapping[str, AssetStatus] = field(default_factory=dict)
     pins: tuple[Pin, ...] = ()
     policies: tuple[Policy, ...] = ()
     gated: frozenset[str] = frozenset()
+    ranges: tuple[tuple[str, str, VersionRange, AssetStatus], ...] = ()
 
     def status(self, kind: str, name: str, version: str) -> AssetStatus:
-        return self.statuses.get(f"{kind}:{name}@{version}", AssetStatus.TRUSTED)
+        own = self.statuses.get(f"{kind}:{name}@{version}")
+        if own is not None:
+            return own
+        worst = AssetStatus.TRUSTED
+        for k, n, rng, status in self.ranges:
+            if k == kind and (n == name or name.startswith(n + "/")) and rng.contains(version):
+                if SEVERITY[status] > SEVERITY[worst]:
+                    worst = status
+        return worst
 
     def with_statuses(self, kind: str, candidates: Iterable[Candidate]) -> list[Candidate]:
         return [replace(c, status=self.status(kind, c.name, c.version)) for c in candidates]
@@ -46,13 +59,32 @@ class Snapshot:
     @property
     def quiet(self) -> bool:
         """Nothing on record that could change any decision."""
-        return not self.statuses and not self.pins and not self.policies
+        return not self.statuses and not self.pins and not self.policies and not self.ranges
 
     def open_breaker(self, kind: str, name: str) -> bool:
         """Whether some version of ``kind:name`` is degraded or retracted."""
         prefix = f"{kind}:{name}@"
-        return any(k.startswith(prefix) and s in (AssetStatus.DEGRADED, AssetStatus.RETRACTED)
-                   for k, s in self.statuses.items())
+        bad = (AssetStatus.DEGRADED, AssetStatus.RETRACTED)
+        return any(k.startswith(prefix) and s in bad for k, s in self.statuses.items()) or \
+            any(k == kind and n == name and s in bad for k, n, _, s in self.ranges)
+
+
+SEVERITY: dict[AssetStatus, int] = {
+    AssetStatus.TRUSTED: 0, AssetStatus.REVALIDATING: 1, AssetStatus.SUSPECT: 2,
+    AssetStatus.DEGRADED: 3, AssetStatus.RETRACTED: 4,
+}
+"""How bad a status is, for combining version-scoped statuses."""
+
+RANGE_PREFIX = "range:"
+"""Version strings of version-scoped status rows: ``range:*``, ``range:>=1.2,<1.4``."""
+
+
+def range_of(version: str) -> VersionRange | None:
+    """The range a ``range:...`` version string stands for, or None for a plain version."""
+    if not version.startswith(RANGE_PREFIX):
+        return None
+    text = version[len(RANGE_PREFIX):]
+    return VersionRange.between() if text in ("", "*") else parse_range(text)
 
 
 @dataclass(frozen=True)

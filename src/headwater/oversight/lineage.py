@@ -246,7 +246,8 @@ class LineageGraph:
         seen: dict[tuple[str, str], Any] = {}
         for ck, kind, name, version, _ in self.uses:
             if kind == ref.kind and ref.matches_name(name):
-                order = self.created.get(version_producer(self, kind, version)) if kind == "claim" else None
+                # claims are ordered by when they were first seen (published or consumed)
+                order = self.created.get(ck) if kind == "claim" else None
                 key = (name, version)
                 if key not in seen or (order is not None and (seen[key] is None or order < seen[key])):
                     seen[key] = order
@@ -286,11 +287,3 @@ class LineageGraph:
 
     def details(self, ckpts: Sequence[str]) -> dict[str, CheckpointInfo]:
         return {c: self.info[c] for c in ckpts if c in self.info}
-
-
-def version_producer(graph: LineageGraph, kind: str, version: str) -> str | None:
-    """The checkpoint that produced claim version ``version`` (an id prefix)."""
-    for ck, k, _, v, d in graph.uses:
-        if d == "produced" and k == kind and v == version:
-            return ck
-    return None

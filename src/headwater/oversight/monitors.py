@@ -122,6 +122,10 @@ def inconsistency(observations: Iterable[ClaimObs], *, sigmas: float = 3.0,
                   min_users: int = 2) -> list[Inconsistency]:
     """Keys whose claims fall into more than one cluster, with ranked suspects.
 
+    Only keys published by at least two workflows are compared (one
+    workflow's values drifting over time is an output shift, not a
+    cross-workflow inconsistency).
+
     The majority cluster is the one with the most distinct workflows (then
     the most values). A suspect must be used by at least ``min_users``
     producers (it is a *shared* asset); its score is the best separation
@@ -134,7 +138,7 @@ def inconsistency(observations: Iterable[ClaimObs], *, sigmas: float = 3.0,
     out = []
     for key in sorted(by_key):
         clusters = cluster(by_key[key], sigmas)
-        if len(clusters) < 2:
+        if len(clusters) < 2 or len({o.workflow for o in by_key[key]}) < 2:
             continue
         majority = max(range(len(clusters)), key=lambda i: (len(clusters[i].workflows), len(clusters[i].members), -i))
         members = [(i, m) for i, c in enumerate(clusters) for m in c.members]
@@ -393,8 +397,10 @@ def signals(findings: Findings, *, min_score: float = 0.5) -> list[Signal]:
 
     Inconsistency: the top suspect of each key if its score reaches
     ``min_score`` (its score is the signal's). Output shift and clustered
-    failures: score 1 - p. Redundancy: the odd implementation out, or the
-    asset group when there is none.
+    failures: score 1 - p. Redundancy: the odd implementation out (score
+    0.5 + half the disagreement rate), or, when there is none, every
+    implementation involved (score 0.5: suspect, never tripped on this
+    evidence alone).
     """
     out: list[Signal] = []
     for inc in findings.inconsistencies:
@@ -415,8 +421,13 @@ def signals(findings: Findings, *, min_score: float = 0.5) -> list[Signal]:
                           f"(others {c.baseline_rate:.0%}; p={c.p_value:.2g})",
                           score=1 - c.p_value, evidence=c.to_json()))
     for d in findings.disagreements:
-        subject = d.odd_one_out or d.asset
-        out.append(Signal(subject, "monitor:redundancy",
-                          f"{d.disagreements}/{d.calls} redundant calls of {d.asset} disagreed",
-                          score=min(1.0, 0.5 + d.rate), evidence=d.to_json()))
+        # With an odd one out the blame is clear and a high rate may trip the
+        # breaker; between two implementations it is not, and both are suspect.
+        kind = d.asset.partition(":")[0] or "lib"
+        subjects = [d.odd_one_out] if d.odd_one_out else list(d.implementations)
+        score = min(1.0, 0.5 + d.rate / 2) if d.odd_one_out else 0.5
+        for impl in subjects:
+            out.append(Signal(f"{kind}:{impl}", "monitor:redundancy",
+                              f"{d.disagreements}/{d.calls} redundant calls of {d.asset} disagreed",
+                              score=score, evidence=d.to_json()))
     return out

@@ -108,11 +108,18 @@ class Context:
         self.seed = seed
         self.inputs = dict(inputs)
         self._workdir = workdir
-        self.log = logger or logging.getLogger(f"headwater.task.{task}")
+        self._log = logger
         self.outcome = TaskOutcome()
         self._artifacts = artifacts
         self._claim_lookup = claim_lookup
         self._rng = None
+
+    @property
+    def log(self) -> logging.Logger:
+        """The task's logger, ``headwater.task.<task>`` unless one was given (created on first use)."""
+        if self._log is None:
+            self._log = logging.getLogger(f"headwater.task.{self.task}")
+        return self._log
 
     @property
     def workdir(self) -> Path:

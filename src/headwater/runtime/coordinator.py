@@ -1,6 +1,6 @@
 """The coordinator: the imperative shell around :mod:`headwater.schedule`.
 
-One loop, one thread (plus the store writer's). Each turn it
+One loop, one thread, plus a store writer process. Each turn it
 
 1. asks the scheduling core for leases on behalf of every agent with free
    slots (verification first, then runs, best first), looks up the cache
@@ -57,13 +57,15 @@ from headwater.checkpoint.profiles import analysis_part, simulation_part
 from headwater.errors import RunError
 from headwater.runtime.agent import Result, VerifyWork, Work
 from headwater.runtime.context import InputRef, TaskOutcome
-from headwater.runtime.executors import ClaimReader, Executor, InlineExecutor, LocalProcessExecutor
+from headwater.runtime.executors import Executor, InlineExecutor, LocalProcessExecutor
+from headwater.runtime.guard import DispatchGuard
 from headwater.runtime.logs import RunLog, log_path
+from headwater.runtime.rechecks import MODES as RECHECK
+from headwater.runtime.rechecks import Rechecks, RunStats
 from headwater.runtime.recorder import StoreWriter, assemble_bundle
 from headwater.runtime.workspace import Workspace
 from headwater.schedule import (
-    Cancel, Commit, Fail, Lease, RecheckInfo, RecheckPolicy, Requeue, RunFinished, Scheduler, Scoreboard,
-    Skip, Squash, State, TaskDef, recheck_policy,
+    Cancel, Commit, Fail, Lease, Requeue, RunFinished, Scheduler, Skip, Squash, State, TaskDef,
 )
 from headwater.spec import Workflow, load_workflow
 from headwater.store.records import ArtifactRecord, CheckpointRecord, EventRecord, RunRecord, TaskRecord
@@ -78,8 +80,6 @@ LOG_ONLY = frozenset({"checkpoint", "dispatched"})
 """Events that go to the structured log only: the store has them as rows already."""
 COUNTERS_EVERY = 1.0
 """Seconds between the counters snapshots written to the event log."""
-RECHECK = ("notify", "eager", "backoff", "adaptive")
-"""Values of ``RunOptions.recheck``."""
 STRAGGLER_MIN_SECONDS = 0.5
 """Work is never a straggler before it has run this long."""
 
@@ -115,6 +115,8 @@ class RunOptions:
     straggler_factor: float = 3.0
     log_json: bool = False
     log_file: bool = True
+    max_refutations: int = 3
+    hold: float = 0.0  # seconds to wait for work paused by oversight before stopping as interrupted
 
 
 @dataclass
@@ -184,48 +186,14 @@ class _InFlight:
     backup: str | None = None
 
 
-@dataclass(eq=False)
-class _Watcher:
-    """One agent's view of the provisional inputs its work was built on.
-
-    ``assumed`` maps the token of each of its run leases started on
-    uncommitted inputs to those ``(task, attempt)`` inputs; ``deferred``
-    holds cancels that reach the agent only when it next looks.
-    """
-
-    policy: RecheckPolicy | None
-    assumed: dict[int, tuple[tuple[str, int], ...]] = field(default_factory=dict)
-    deferred: list[int] = field(default_factory=list)
-    checks: int = 0
-    next_check: float = math.inf
-    info: RecheckInfo | None = None
-
-
-class _Stats:
-    """Shell-side counters and latency samples, beside the core's counters."""
-
-    KEYS = ("rechecks", "notifications", "deferred_cancels", "stolen", "steal_requests", "backups",
-            "backup_wins", "cache_hits", "checkpoints", "cancels_sent")
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = dict.fromkeys(self.KEYS, 0)
-        self.recheck: list[float] = []
-        self.verification: list[float] = []
-
-    def latency(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name, xs in (("recheck", self.recheck), ("verification", self.verification)):
-            out[f"{name}_count"] = float(len(xs))
-            out[f"{name}_mean_s"] = round(statistics.fmean(xs), 6) if xs else 0.0
-            out[f"{name}_max_s"] = round(max(xs), 6) if xs else 0.0
-        return out
 
 
 class Coordinator:
     """Drives one run to its end; see the module docstring for the loop."""
 
     def __init__(self, ws: Workspace, wf: Workflow, run: RunRecord, options: RunOptions,
-                 progress: ProgressFn | None = None, executor: Executor | None = None) -> None:
+                 progress: ProgressFn | None = None, executor: Executor | None = None,
+                 description: dict | None = None) -> None:
         self.ws, self.wf, self.run, self.options = ws, wf, run, options
         self.store = ws.store
         self.progress = progress or (lambda kind, data: None)
@@ -236,12 +204,13 @@ class Coordinator:
         self.git = git_state(_project_dir(wf)) or {}
         fingerprinting = time.perf_counter() - t0
         self.env_part = self.env.bundle_part()
-        self.task_hash = {name: wf.task_hash(name) for name in wf.tasks}
+        described = description["tasks"] if description is not None else None
+        self.task_hash = {name: described[name]["task_hash"] if described else wf.task_hash(name) for name in wf.tasks}
         self._previous: dict[str, CheckpointRecord] = self.store.latest_checkpoints(wf.name, exclude_run=run.id)
         expected = {task: float(ck.doc["time"]["secs"]) for task, ck in self._previous.items()}
         self.expected = expected
         self.sched = Scheduler(task_defs(wf, expected), speculate=options.speculate, lease_ttl=options.lease_ttl,
-                               predict=options.predict)
+                               predict=options.predict, max_refutations=options.max_refutations)
         self.roles = frozenset({t.role for t in wf.tasks.values()} | {t.verifier_role for t in wf.tasks.values()})
         self.agent_roles = [frozenset(r) for r in options.roles] if options.roles else None
         self.ckpt_of: dict[str, CheckpointRecord] = {}
@@ -261,14 +230,13 @@ class Coordinator:
         self.provenance_seconds = fingerprinting
         self._last_flush = 0.0
         self._last_counters = 0.0
-        self.stats = _Stats()
-        self.watchers: dict[str, _Watcher] = {}
-        self._waiting: dict[tuple[str, int], set[tuple[str, int]]] = {}
-        self._resolved_at: dict[tuple[str, int], float] = {}
+        self.stats = RunStats()
+        self.rechecks = Rechecks(options.recheck, self.sched, self.stats)
         self._provisional_at: dict[tuple[str, int], float] = {}
         self._durations: list[float] = []
-        self.writer = StoreWriter(self.store)
-        self.log = RunLog(log_path(ws.root, run.id) if options.log_file else None, stderr=options.log_json)
+        self.writer: StoreWriter | None = None
+        self.guard = DispatchGuard(self.store, wf, run, self.sched, hardware=self.env.hardware_class,
+                                   hold=options.hold)
         self._prepare_parts()
         needed = max((t.quorum.k for t in wf.tasks.values()), default=0)
         if needed and options.workers and options.workers < needed + 1:
@@ -282,6 +250,7 @@ class Coordinator:
             if needs - held:
                 raise RunError(f"no agent has role(s) {', '.join(sorted(needs - held))}: give some agent "
                                "those roles with --roles", run_id=run.id)
+        self.log = RunLog(log_path(ws.root, run.id) if options.log_file else None, stderr=options.log_json)
 
     def _prepare_parts(self) -> None:
         """The bundle parts that are the same for every checkpoint of the run, made plain once."""
@@ -302,7 +271,7 @@ class Coordinator:
 
     # -- setup -------------------------------------------------------------
     def _make_executor(self) -> Executor:
-        claims = ClaimReader(self.store.url, str(self.ws.root))
+        claims = self.guard.resolver(self.store.url, str(self.ws.root))
         needed = max((t.quorum.k for t in self.wf.tasks.values()), default=0)
         if self.options.executor == "dask":
             from headwater.runtime.dask_executor import DaskExecutor
@@ -315,7 +284,7 @@ class Coordinator:
             return InlineExecutor(self.wf, self.store.artifacts, self.roles, claims, n_agents=needed + 1)
         ex = LocalProcessExecutor(
             self.wf, self.store.artifacts.url, self.roles, self.options.workers, claims, self.options.prefetch,
-            agent_roles=self.agent_roles, fork_guard=self.writer.lock,
+            agent_roles=self.agent_roles,
         )
         return ex
 
@@ -361,7 +330,12 @@ class Coordinator:
                                          "recheck": self.options.recheck})
         if self.options.predict == "history":
             self._note_history()
-        executor = self._executor or self._make_executor()
+        self.writer = StoreWriter(self.store, self.ws.key)
+        try:
+            executor = self._executor or self._make_executor()
+        except BaseException:
+            self.writer.close()
+            raise
         self._ex = executor
         try:
             self._loop(executor)
@@ -376,6 +350,7 @@ class Coordinator:
         self._event("run_finished", data={"status": status})
         self._flush(final=True)
         self.store.set_run_status(self.run.id, status, time.time())
+        self.guard.finish(status)
         self.log.close()
         self.progress("finish", {"status": status})
         return RunSummary(
@@ -400,16 +375,22 @@ class Coordinator:
             dispatched = self._claim(executor, now)
             if self.sched.done:
                 break
-            self._recheck_due(now)
+            for agent, token in self.rechecks.due(now):
+                self._cancel_copy(agent, token)
             if self.options.backup_stragglers and now - last_straggle >= 0.1:
                 self._backup_stragglers(executor, now)
                 last_straggle = now
             if not self.inflight or len(self.pending) >= FLUSH_BATCH or now - self._last_flush >= FLUSH_INTERVAL:
                 self._flush()
             deadline = self.sched.next_deadline()
-            wake = min((w.next_check for w in self.watchers.values()), default=math.inf)
+            wake = self.rechecks.next_wake()
             if wake < math.inf:
                 deadline = wake if deadline is None else min(deadline, wake)
+            if not self.inflight and self.guard.holding:
+                if self.guard.stop_waiting(time.time()):
+                    self.final_status = "interrupted"
+                    break
+                continue
             if not self.inflight and not dispatched and deadline is None:
                 waiting = [n for n in self.wf.tasks if self.sched.state_of(n) not in (State.COMMITTED, State.FAILED, State.SKIPPED)]
                 raise RunError(f"no agent can take the remaining tasks: {', '.join(waiting)}", run_id=self.run.id)
@@ -423,7 +404,7 @@ class Coordinator:
                 for f in self.inflight.values():
                     if f.backup == agent:
                         f.backup = None
-                self.watchers.pop(agent, None)
+                self.rechecks.lost(agent)
                 self._event("agent_lost", agent=agent)
                 self._apply(self.sched.agent_lost(agent, now), now)
             for result in results:
@@ -440,20 +421,31 @@ class Coordinator:
     def _claim(self, executor: Executor, now: float) -> int:
         """Lease work for every agent with free slots; returns how many leases were handed out."""
         count = 0
+        held = self.guard.release(now)  # work paused by oversight, offered again
+        if held:
+            self._dispatch_all(executor, held, now)
         for _ in range(64):  # cache hits finish at once and may ready more work
             batches: dict[str, list[Lease]] = {}
             idle: list[str] = []
-            for agent, info in list(executor.agents.items()):
-                slots = executor.free_slots(agent)
-                if slots <= 0:
-                    continue
-                leases = self.sched.claim_verification(agent, info.roles, now, limit=slots)
-                if len(leases) < slots:
-                    leases += self.sched.claim(agent, info.roles, now, limit=slots - len(leases))
-                if leases:
-                    batches[agent] = leases
-                else:
-                    idle.append(agent)
+            queued = getattr(executor, "queued", None)
+            agents = sorted(executor.agents.items(), key=lambda a: queued(a[0])) if queued else \
+                list(executor.agents.items())
+            # two passes: one message for every agent with room, emptiest first, so
+            # scarce ready work spreads over idle agents; then the prefetch fills up
+            for first in (True, False):
+                for agent, info in agents:
+                    slots = executor.free_slots(agent) - len(batches.get(agent, ()))
+                    if first:
+                        slots = min(slots, 1)
+                    if slots <= 0:
+                        continue
+                    leases = self.sched.claim_verification(agent, info.roles, now, limit=slots)
+                    if len(leases) < slots:
+                        leases += self.sched.claim(agent, info.roles, now, limit=slots - len(leases))
+                    if leases:
+                        batches.setdefault(agent, []).extend(leases)
+                    elif first:
+                        idle.append(agent)
             if not batches:
                 if idle and self.inflight:
                     self._steal(executor, idle)
@@ -484,6 +476,9 @@ class Coordinator:
         for agent, leases in batches.items():
             for lease in leases:
                 inputs, parents = self._inputs(lease.task)
+                if lease.kind == "run" and not self.guard.admit(agent, lease, parents, now):
+                    self.summary[lease.task].state = "paused"
+                    continue
                 key = None
                 if lease.kind == "run":
                     key = B.cache_key(task_hash=self.task_hash[lease.task],
@@ -500,7 +495,7 @@ class Coordinator:
         for f in flights:
             lease = f.lease
             hit = found.get(f.cache_key) if f.cache_key is not None else None
-            if hit is not None and hit.workflow == self.wf.name and hit.task == lease.task:
+            if hit is not None and hit.workflow == self.wf.name and hit.task == lease.task and self.guard.cache_ok(hit):
                 hits += 1
                 self.stats.counts["cache_hits"] += 1
                 self._finish_run(f, _outcome_from_checkpoint(hit), now, cache_hit=hit.id)
@@ -516,7 +511,7 @@ class Coordinator:
                 self.summary[lease.task].state = "running"
                 self.progress("task", {"task": lease.task, "state": "running"})
                 if lease.speculative:
-                    self._assume(f.agent, lease)
+                    self.rechecks.assume(f.agent, lease)
                 self._task_row(lease.task, now, f)
             self.inflight[lease.token] = f
             self._event("dispatched", lease.task, lease.attempt, f.agent, {"kind": lease.kind, "token": lease.token})
@@ -578,10 +573,7 @@ class Coordinator:
     def _moved(self, f: _InFlight, lease: Lease) -> None:
         old = f.agent
         f.lease, f.agent = lease, lease.agent
-        w = self.watchers.get(old)
-        if w is not None and lease.token in w.assumed:
-            del w.assumed[lease.token]
-            self._assume(lease.agent, lease)
+        self.rechecks.moved(old, lease)
 
     def _backup_stragglers(self, executor: Executor, now: float) -> None:
         """Give run work that takes far longer than expected a copy on another agent."""
@@ -603,82 +595,6 @@ class Coordinator:
                     self._event("backup", f.lease.task, f.lease.attempt, other,
                                 {"token": token, "running_on": f.agent, "seconds": round(now - f.dispatched, 3)})
                     break
-
-    # -- rechecks ----------------------------------------------------------
-    def _watcher(self, agent: str) -> _Watcher:
-        w = self.watchers.get(agent)
-        if w is None:
-            mode = self.options.recheck
-            w = self.watchers[agent] = _Watcher(None if mode == "notify" else recheck_policy(mode))
-        return w
-
-    def _assume(self, agent: str, lease: Lease) -> None:
-        """``agent`` runs ``lease`` on provisional inputs and must learn what becomes of them."""
-        w = self._watcher(agent)
-        w.assumed[lease.token] = lease.speculative
-        for x in lease.speculative:
-            self._waiting.setdefault(x, set()).add((agent, lease.token))
-
-    def _after_step(self, agent: str, now: float) -> None:
-        """An agent finished a step: its policy says when it looks at the scoreboard next."""
-        w = self.watchers.get(agent)
-        if w is None or w.policy is None or not w.assumed:
-            return
-        info = w.info or RecheckInfo(since=now)
-        w.next_check = min(w.next_check, w.policy.next_check(now, info))
-
-    def _recheck_due(self, now: float) -> None:
-        for agent, w in list(self.watchers.items()):
-            if w.next_check <= now:
-                self._recheck(agent, w, now)
-
-    def _recheck(self, agent: str, w: _Watcher, now: float) -> None:
-        """``agent`` reads the scoreboard (counted) and acts on what became of its inputs."""
-        board: Scoreboard = self.sched.scoreboard()
-        w.checks += 1
-        self.stats.counts["rechecks"] += 1
-        pending: tuple[str, int] | None = None
-        for token, assumed in list(w.assumed.items()):
-            verdict = board.check(assumed)
-            if verdict == "pending":
-                pending = pending or next(x for x in assumed if board[x[0]].state is not State.COMMITTED)
-                continue
-            del w.assumed[token]
-            changed = max((self._resolved_at.get(x, now) for x in assumed), default=now)
-            self.stats.recheck.append(max(0.0, now - changed))
-        self._deliver(agent, w)
-        if pending is not None:
-            w.info = RecheckInfo.from_board(board[pending[0]], now, w.checks)
-            w.next_check = w.policy.next_check(now, w.info) if w.policy is not None else math.inf
-        else:
-            w.info, w.next_check, w.checks = None, math.inf, 0
-
-    def _deliver(self, agent: str, w: _Watcher) -> None:
-        cancel = getattr(self._ex, "cancel", None)
-        for token in w.deferred:
-            if cancel is not None and agent in self._ex.agents:
-                cancel(agent, token)
-                self.stats.counts["cancels_sent"] += 1
-        w.deferred.clear()
-
-    def _notify(self, key: tuple[str, int], now: float) -> None:
-        """The core committed or flushed ``key``: settle the agents that built on it."""
-        self._resolved_at[key] = now
-        waiters = self._waiting.pop(key, None)
-        if not waiters:
-            return
-        for agent, token in waiters:
-            w = self.watchers.get(agent)
-            if w is None or token not in w.assumed:
-                continue
-            if w.policy is not None:
-                continue  # this agent learns it when it next looks
-            assumed = w.assumed[token]
-            if all(x == key or self.sched.attempt_state(*x) is State.COMMITTED for x in assumed) or \
-                    any(self.sched.attempt_state(*x) in (State.SQUASHED, State.REFUTED, State.FAILED) for x in assumed):
-                del w.assumed[token]
-                self.stats.counts["notifications"] += 1
-                self.stats.recheck.append(0.0)
 
     # -- results -----------------------------------------------------------
     def _complete(self, result: Result, now: float) -> None:
@@ -704,16 +620,12 @@ class Coordinator:
         if result.kind == "verify":
             task, attempt = flight.lease.task, flight.lease.attempt
             self._event("verdict", task, attempt, result.agent, {"approve": result.approve, "reason": result.reason})
-            self._apply(self.sched.verdict(result.token, now, bool(result.approve), result.reason), now)
             since = self._provisional_at.get((task, attempt))
+            self._apply(self.sched.verdict(result.token, now, bool(result.approve), result.reason), now)
             if since is not None and self.sched.attempt_state(task, attempt) in (State.VERIFIED, State.COMMITTED):
-                del self._provisional_at[(task, attempt)]
-                latency = now - since
-                self.stats.verification.append(latency)
-                for w in self.watchers.values():
-                    if w.policy is not None:
-                        w.policy.observe(latency)
-            self._after_step(result.agent, now)
+                self._provisional_at.pop((task, attempt), None)
+                self.rechecks.observe_verification(now - since)
+            self.rechecks.after_step(result.agent, now)
             return
         outcome = result.outcome
         assert outcome is not None
@@ -725,7 +637,7 @@ class Coordinator:
             self._write(flight, outcome, "failed", now)
             self.summary[flight.lease.task].error = outcome.error
             self._apply(self.sched.failed(result.token, now, outcome.error or "failed"), now)
-        self._after_step(result.agent, now)
+        self.rechecks.after_step(result.agent, now)
 
     def _cancel_copy(self, agent: str, token: int) -> None:
         cancel = getattr(self._ex, "cancel", None)
@@ -763,10 +675,10 @@ class Coordinator:
                 if ck is not None and ck.attempt == act.attempt and ck.status != "committed":
                     self._set_status(ck, "committed", None)
                 self.summary[act.task].state = "committed"
-                self._event("committed", act.task, act.attempt)
+                self._event("committed", act.task, act.attempt, data={"checkpoint": ck.id if ck else None})
                 self.progress("task", {"task": act.task, "state": "committed"})
                 self._provisional_at.pop((act.task, act.attempt), None)
-                self._notify((act.task, act.attempt), now)
+                self.rechecks.notify((act.task, act.attempt), now)
             elif isinstance(act, Squash):
                 ck = self.ckpt_of.get(act.task)
                 if ck is not None and ck.attempt == act.attempt:
@@ -775,11 +687,13 @@ class Coordinator:
                 self.summary[act.task].state = "squashed"
                 self._event("squashed", act.task, act.attempt, data={"reason": act.reason})
                 self._provisional_at.pop((act.task, act.attempt), None)
-                self._notify((act.task, act.attempt), now)
+                self.rechecks.notify((act.task, act.attempt), now)
             elif isinstance(act, Requeue):
+                self._closed(act.task, act.reason)
                 self.summary[act.task].state = "retrying"
                 self._event("requeued", act.task, act.attempt, data={"reason": act.reason, "not_before": act.not_before})
             elif isinstance(act, Fail):
+                self._closed(act.task, act.error)
                 self.summary[act.task].state = "failed"
                 self.summary[act.task].error = self.summary[act.task].error or act.error
                 self._event("failed", act.task, act.attempt, data={"error": act.error})
@@ -797,22 +711,25 @@ class Coordinator:
                 self.final_status = act.status
             self._task_row(getattr(act, "task", None), now)
 
+    def _closed(self, task: str, reason: str) -> None:
+        """A task's attempt closed without a Squash of its own (it was refuted): mark its checkpoint."""
+        ck = self.ckpt_of.get(task)
+        if ck is None or ck.status == "committed":
+            return
+        state = self.sched.attempt_state(task, ck.attempt)
+        if state is State.REFUTED:
+            self._set_status(ck, "refuted", reason)
+            del self.ckpt_of[task]
+            self._provisional_at.pop((task, ck.attempt), None)
+            self.rechecks.notify((task, ck.attempt), time.time())
+
     def _cancel(self, flight: _InFlight, act: Cancel) -> None:
         """Stop cancelled work: at once, or -- work squashed because its inputs were
         flushed, under a recheck policy -- when its agent next looks."""
         if flight.backup is not None:
             self._cancel_copy(flight.backup, act.token)
-        w = self.watchers.get(flight.agent)
-        if w is not None and w.policy is not None and act.token in w.assumed:
-            del w.assumed[act.token]
-            w.deferred.append(act.token)
-            self.stats.counts["deferred_cancels"] += 1
-            if w.next_check == math.inf:
-                w.next_check = w.policy.next_check(time.time(), w.info or RecheckInfo(since=time.time()))
-            return
-        if w is not None:
-            w.assumed.pop(act.token, None)
-        self._cancel_copy(flight.agent, act.token)
+        if not self.rechecks.defer_cancel(flight.agent, act.token, time.time()):
+            self._cancel_copy(flight.agent, act.token)
 
     # -- checkpoints -------------------------------------------------------
     def _previous_checkpoint(self, task: str) -> CheckpointRecord | None:
@@ -853,6 +770,7 @@ class Coordinator:
                       cache_hit: str | None) -> CheckpointRecord:
         lease = flight.lease
         task = lease.task
+        self.guard.record(task, outcome)
         manifest: dict[str, Any] = {
             "inputs": {ref: i.sha256 for ref, i in flight.inputs.items()},
             "outputs": {o.name: o.sha256 for o in outcome.outputs},
@@ -901,16 +819,18 @@ class Coordinator:
         )
         ck = CheckpointRecord(
             id=B.bundle_id(data), run_id=self.run.id, workflow=self.wf.name, task=task,
-            attempt=lease.attempt, status=status, bundle=data, signature=self.ws.key.sign(data),
+            attempt=lease.attempt, status=status, bundle=data, signature="",
             key_id=self.ws.key.key_id, parents=flight.parents, prev=self.prev_id,
             cache_key=flight.cache_key if status != "failed" else None, env_fp=self.env.fp, created_at=now,
             inputs=[ArtifactRecord(i.sha256, i.size, i.media_type, i.uri, name=ref) for ref, i in flight.inputs.items()],
             outputs=list(outcome.outputs), claims=list(outcome.claims), uses=list(outcome.uses),
         )
         self.prev_id = ck.id
+        self.guard.written(ck, outcome, lease.token)
         self.pending.append(ck)
         self.stats.counts["checkpoints"] += 1
-        self._event("checkpoint", task, lease.attempt, flight.agent, {"id": ck.id, "status": status})
+        if status != "committed":  # a committed one is logged by its "committed" event
+            self._event("checkpoint", task, lease.attempt, flight.agent, {"id": ck.id, "status": status})
         return ck
 
     def _set_status(self, ck: CheckpointRecord, status: str, reason: str | None) -> None:
@@ -956,6 +876,8 @@ class Coordinator:
                 ts=now, kind="counters", run_id=self.run.id,
                 data={"counters": self.counters(), "latency": self.stats.latency(),
                       "speculation_depth": self.sched.speculation_depth()}))
+        if self.writer is None:
+            return
         if self.pending or self.pending_tasks or self.pending_events or self.status_updates:
             self.writer.submit(self.pending, list(self.pending_tasks.values()), self.pending_events,
                                self.status_updates)
@@ -984,7 +906,8 @@ def _run_options(options: RunOptions) -> dict[str, Any]:
     return {"workers": options.workers, "no_cache": options.no_cache, "speculate": options.speculate,
             "prefetch": options.prefetch, "executor": options.executor, "roles": options.roles,
             "predict": options.predict, "recheck": options.recheck,
-            "backup_stragglers": options.backup_stragglers, "straggler_factor": options.straggler_factor}
+            "backup_stragglers": options.backup_stragglers, "straggler_factor": options.straggler_factor,
+            "max_refutations": options.max_refutations}
 
 
 def run_workflow(ws: Workspace, wf: Workflow, params: dict[str, Any] | None = None,
@@ -1003,7 +926,7 @@ def run_workflow(ws: Workspace, wf: Workflow, params: dict[str, Any] | None = No
         created_at=time.time(), options=_run_options(options), tags=list(wf.tags),
     )
     ws.store.create_run(run)
-    coordinator = Coordinator(ws, wf, run, options, progress, executor)
+    coordinator = Coordinator(ws, wf, run, options, progress, executor, description)
     return coordinator.execute()
 
 
@@ -1016,7 +939,7 @@ def resume_run(ws: Workspace, run_id: str, progress: ProgressFn | None = None,
         raise RunError(f"run {run.id} already succeeded; nothing to resume", run_id=run.id)
     if not run.source:
         raise RunError(f"run {run.id} records no workflow file to resume from", run_id=run.id)
-    wf = load_workflow(run.source)
+    wf = load_workflow(run.source, run.workflow)
     if wf.spec_hash() != run.spec_hash:
         raise RunError(
             f"workflow {run.source} changed since run {run.id} started (spec {wf.spec_hash()[:12]} != "
@@ -1031,6 +954,7 @@ def resume_run(ws: Workspace, run_id: str, progress: ProgressFn | None = None,
                          predict=opts.get("predict", defaults.predict), recheck=opts.get("recheck", defaults.recheck),
                          backup_stragglers=opts.get("backup_stragglers", False),
                          straggler_factor=opts.get("straggler_factor", defaults.straggler_factor),
+                         max_refutations=opts.get("max_refutations", defaults.max_refutations),
                          log_json=log_json)
     ws.store.set_run_status(run.id, "running")
     coordinator = Coordinator(ws, wf, run, options, progress, executor)

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import IO, Any
 
 
+_encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+
+
 class RunLog:
     """Writes JSON lines to a file, to standard error, to both, or nowhere."""
 
@@ -37,7 +40,7 @@ class RunLog:
         if data:
             for key, value in data.items():
                 record.setdefault(key, value)
-        line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+        line = _encode(record) + "\n"
         if self._file is not None:
             self._file.write(line)
         if self._stderr:

@@ -9,15 +9,17 @@ be committed.
 
 * ``0`` or ``"off"`` -- depth 0 for good;
 * ``N`` (1..8) -- depth ``N`` for good;
-* ``"adaptive"`` -- start at 1 and adapt, additive increase and
-  multiplicative decrease, to the refutation rate: every verification outcome
-  (an attempt verified, or refuted) enters a window of the last
-  :data:`WINDOW` outcomes, and after every :data:`EVERY` outcomes the rate of
-  refutations in the window is compared with two thresholds. At or above
-  :data:`HIGH` the depth is halved (rounding down, so 1 becomes 0); at or
-  below :data:`LOW` it grows by one, up to :data:`MAX_DEPTH`. Between the two
-  it stays. Outcomes keep being observed at depth 0, so a run whose
-  verifications start passing again speculates again.
+* ``"adaptive"`` -- start at :data:`ADAPTIVE_START` and adapt to
+  verification outcomes (an attempt verified, or refuted), multiplicatively
+  both ways, as TCP does with losses: every refutation halves the depth at
+  once (rounding down, so 1 becomes 0), and every :data:`EVERY` verified
+  outcomes in a row double it (0 becomes 1), up to :data:`MAX_DEPTH`. A
+  clean run reaches full depth within a few verifications, which is what
+  makes speculation pay when verification is slow; a run with frequent
+  refutations stops speculating after a couple of them, before it wastes
+  much work. Outcomes keep being observed at depth 0, so a run whose
+  verifications start passing again speculates again. The last
+  :data:`WINDOW` outcomes are kept for :meth:`SpeculationDepth.refutation_rate`.
 """
 
 from __future__ import annotations
@@ -29,14 +31,10 @@ from headwater.errors import RunError
 MAX_DEPTH = 8
 """Upper bound of the speculation depth, fixed or adaptive."""
 WINDOW = 20
-"""How many recent verification outcomes the adaptive rule looks at."""
+"""How many recent verification outcomes the refutation rate is over."""
 EVERY = 5
-"""The adaptive rule re-decides after this many new outcomes."""
-HIGH = 0.25
-"""A refutation rate at or above this halves the depth."""
-LOW = 0.05
-"""A refutation rate at or below this deepens by one."""
-ADAPTIVE_START = 1
+"""Verified outcomes in a row that double an adaptive depth."""
+ADAPTIVE_START = 2
 """The depth an adaptive run starts at."""
 
 
@@ -81,14 +79,13 @@ class SpeculationDepth:
         if not self.adaptive:
             return False
         self._window.append(1 if refuted else 0)
-        self._pending += 1
-        if self._pending < EVERY:
-            return False
-        self._pending = 0
-        rate = self.refutation_rate()
         old = self.value
-        if rate >= HIGH:
+        if refuted:
+            self._pending = 0
             self.value = old // 2
-        elif rate <= LOW:
-            self.value = min(MAX_DEPTH, old + 1)
+        else:
+            self._pending += 1
+            if self._pending >= EVERY:
+                self._pending = 0
+                self.value = min(MAX_DEPTH, max(1, 2 * old))
         return self.value != old

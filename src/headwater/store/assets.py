@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from headwater.errors import NotFound, StoreError
-from headwater.oversight.engine import Snapshot
+from headwater.oversight.engine import RANGE_PREFIX, Snapshot, range_of
 from headwater.oversight.lineage import BlastRadius, CheckpointInfo, blast_radius
 from headwater.oversight.monitors import ClaimObs, RedundancyObs, VerificationObs
 from headwater.oversight.policy import Policy, policy_from_doc
@@ -149,12 +149,26 @@ class StoreEdges:
         conn = self.conn
         exact = not any(c in ref.name for c in "*?[")
         if ref.kind == "claim":
-            cv = t.claim_value
+            # A claim version is first seen when published (or, for claims from
+            # elsewhere, when first consumed): that is its order.
+            cv, au, c = t.claim_value, t.asset_use, t.checkpoint
             version = sa.func.substr(cv.c.checkpoint_id, 1, CLAIM_VERSION_LEN)
-            query = sa.select(cv.c.key, version, sa.func.min(cv.c.created_at)).group_by(cv.c.key, version)
+            published = sa.select(cv.c.key, version, sa.func.min(cv.c.created_at)).group_by(cv.c.key, version)
+            consumed = (sa.select(au.c.name, au.c.version, sa.func.min(c.c.created_at))
+                        .join(c, c.c.id == au.c.checkpoint_id)
+                        .where(au.c.kind == "claim", au.c.direction == "consumed")
+                        .group_by(au.c.name, au.c.version))
             if exact:
-                query = query.where(sa.or_(cv.c.key == ref.name, cv.c.key.startswith(ref.name + "/", autoescape=True)))
-            rows = [(k, v, o) for k, v, o in conn.execute(query) if ref.matches_name(k)]
+                published = published.where(sa.or_(cv.c.key == ref.name,
+                                                   cv.c.key.startswith(ref.name + "/", autoescape=True)))
+                consumed = consumed.where(sa.or_(au.c.name == ref.name,
+                                                 au.c.name.startswith(ref.name + "/", autoescape=True)))
+            first: dict[tuple[str, str], float] = {}
+            for query in (published, consumed):
+                for k, v, o in conn.execute(query):
+                    if ref.matches_name(k):
+                        first[(k, v)] = min(o, first.get((k, v), o))
+            rows = [(k, v, o) for (k, v), o in first.items()]
         else:
             au = t.asset_use
             query = sa.select(au.c.name, au.c.version).where(au.c.kind == ref.kind).distinct()
@@ -164,7 +178,7 @@ class StoreEdges:
         av = t.asset_version
         known = {(n, v) for n, v, _ in rows}
         for n, v in conn.execute(sa.select(av.c.name, av.c.version).where(av.c.kind == ref.kind)):
-            if (n, v) not in known and ref.matches_name(n):
+            if (n, v) not in known and ref.matches_name(n) and not v.startswith(RANGE_PREFIX):
                 rows.append((n, v, None))
         return rows
 
@@ -286,6 +300,23 @@ class OversightStore:
                                                          av.c.version == version))
         return None if s is None else AssetStatus.parse(s)
 
+    def statuses_of(self, subjects: Sequence[str]) -> dict[str, AssetStatus | None]:
+        """The status on record of each ``kind:name@version`` (None: no row)."""
+        av = t.asset_version
+        out: dict[str, AssetStatus | None] = dict.fromkeys(subjects)
+        by: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for subject in subjects:
+            kind, name, version = split_subject(subject)
+            by[(kind, name)].append(version)
+        with self._read() as conn:
+            for (kind, name), versions in by.items():
+                for chunk in _chunks(versions):
+                    query = sa.select(av.c.version, av.c.status).where(
+                        av.c.kind == kind, av.c.name == name, av.c.version.in_(chunk))
+                    for version, status in conn.execute(query):
+                        out[f"{kind}:{name}@{version}"] = AssetStatus.parse(status)
+        return out
+
     def apply_transitions(self, transitions: Sequence[Transition], extra: Sequence[AuditRecord] = ()) -> None:
         """Write status changes and their audit records in one transaction.
 
@@ -359,6 +390,12 @@ class OversightStore:
             for kind, name, wf in conn.execute(query):
                 out[f"{kind}:{name}"].add(wf)
         return dict(out)
+
+    def run_tags(self) -> dict[str, list[str]]:
+        """run id -> its tags (the workflow's tags when it started)."""
+        r = t.run
+        with self._read() as conn:
+            return {i: list(tags or []) for i, tags in conn.execute(sa.select(r.c.id, r.c.tags))}
 
     def workflow_count(self) -> int:
         with self._read() as conn:
@@ -536,11 +573,15 @@ class OversightStore:
         """Non-trusted statuses, pins, active policies and gated assets, in one snapshot."""
         av, a, p = t.asset_version, t.asset, t.policy
         with self._read() as conn:
-            statuses = {
-                f"{k}:{n}@{v}": AssetStatus.parse(s)
-                for k, n, v, s in conn.execute(sa.select(av.c.kind, av.c.name, av.c.version, av.c.status)
-                                               .where(av.c.status != "trusted"))
-            }
+            statuses: dict[str, AssetStatus] = {}
+            ranges = []
+            for k, n, v, s in conn.execute(sa.select(av.c.kind, av.c.name, av.c.version, av.c.status)
+                                           .where(av.c.status != "trusted")):
+                rng = range_of(v)
+                if rng is None:
+                    statuses[f"{k}:{n}@{v}"] = AssetStatus.parse(s)
+                else:
+                    ranges.append((k, n, rng, AssetStatus.parse(s)))
             pins = tuple(Pin(r.kind, r.name, r.version, r.scope, r.reason or "")
                          for r in conn.execute(sa.select(t.asset_pin)))
             policies = tuple(
@@ -549,7 +590,7 @@ class OversightStore:
             )
             gated = frozenset(f"{k}:{n}" for k, n, d in conn.execute(sa.select(a.c.kind, a.c.name, a.c.data))
                               if (d or {}).get("gated"))
-        return Snapshot(statuses, pins, policies, gated)
+        return Snapshot(statuses, pins, policies, gated, tuple(ranges))
 
     # ----------------------------------------------------------- lineage
 
@@ -575,7 +616,7 @@ class OversightStore:
         if committed:
             query = query.where(c.c.status == "committed")
         with self._read() as conn:
-            return [ClaimVersion(k, cid[:CLAIM_VERSION_LEN], v, u, units, ts, run, wf, mark is not None)
+            return [ClaimVersion(k, cid[:CLAIM_VERSION_LEN], cid, v, u, units, ts, run, wf, mark is not None)
                     for k, cid, v, u, units, ts, run, wf, mark in conn.execute(query)]
 
     def lineage_assets(self, checkpoint_ids: Sequence[str]) -> dict[str, frozenset[str]]:

@@ -61,7 +61,9 @@ class StageDef:
     code asset); ``manifest`` holds one draw per asset slot (a buggy version
     corrupts the stage when the draw is below ``p_manifest``: the bug
     depends on the stage's inputs, not on the attempt). ``consume`` is the
-    claim key it reads, or -1. The per-attempt draws: ``u_verify`` (the
+    claim key it reads, or -1; ``u_inherit`` decides whether a corrupted
+    chain input and a corrupted claim pass their error on (like
+    ``manifest``, per stage, not per attempt). The per-attempt draws: ``u_verify`` (the
     verifier), ``u_node`` (which node of the pool), ``u_aux`` (owners'
     root-cause search, redundancy sampling) and ``noise`` (the claim value).
     """
@@ -74,6 +76,7 @@ class StageDef:
     manifest: tuple[float, ...]
     consume: int
     u_consume: float
+    u_inherit: tuple[float, float]
     u_verify: tuple[float, ...]
     u_node: tuple[float, ...]
     u_aux: tuple[float, ...]
@@ -200,6 +203,11 @@ def _zipf_weights(n: int, s: float) -> np.ndarray:
     return w / w.sum()
 
 
+def _draw(cdf: np.ndarray, u: float) -> int:
+    """The index a uniform draw ``u`` picks from cumulative weights ``cdf``."""
+    return min(int(np.searchsorted(cdf, u, side="right")), len(cdf) - 1)
+
+
 def make_fleet(params: Params, seed: int) -> Fleet:
     """Draw one fleet, its errors, changes and risks; deterministic in ``(params, seed)``."""
     p = params
@@ -221,6 +229,7 @@ def make_fleet(params: Params, seed: int) -> Fleet:
 
     n_topics = p.n_workflows if p.topics_per_workflow >= 1 else max(1, round(p.n_workflows * p.topics_per_workflow))
     topic_w = _zipf_weights(n_topics, 0.8)
+    shared_cdf, topic_cdf = np.cumsum(shared_w), np.cumsum(topic_w)
     n_keys = n_topics * p.stages
     bespoke_per_wf = max(1, p.assets_per_stage)
     tagged = rng.random(p.n_workflows) < p.bad_policy_share
@@ -245,28 +254,28 @@ def make_fleet(params: Params, seed: int) -> Fleet:
             code = len(assets)
             assets.append(Asset(code, f"lib:w{w}.s{j}", "code", owner=w))
             used: list[int] = []
-            for _ in range(p.assets_per_stage):
-                if n_shared and rng.random() >= p.bespoke_share:
-                    a = int(rng.choice(n_shared, p=shared_w))
+            u = rng.random((p.assets_per_stage, 3))
+            for k in range(p.assets_per_stage):
+                if n_shared and u[k, 0] >= p.bespoke_share:
+                    a = _draw(shared_cdf, u[k, 1])
                 else:
-                    a = bespoke[int(rng.integers(len(bespoke)))]
+                    a = bespoke[min(int(u[k, 2] * len(bespoke)), len(bespoke) - 1)]
                 if a not in used:
                     used.append(a)
             used.append(code)
             consume = -1
             if n_keys > 1:
-                t = int(rng.choice(n_topics, p=topic_w))
+                t = _draw(topic_cdf, float(rng.random()))
                 consume = t * p.stages + int(rng.integers(p.stages))
             hours = float(p.stage_hours * rng.lognormal(-0.125, 0.5))
+            draws = rng.random((4, DRAWS))
             stages.append(StageDef(
                 wf=w, j=j, hours=hours, key=topic * p.stages + j, assets=tuple(used),
-                manifest=tuple(float(x) for x in rng.random(len(used))), consume=consume,
-                u_consume=float(rng.random()),
-                u_verify=tuple(float(x) for x in rng.random(DRAWS)),
-                u_node=tuple(float(x) for x in rng.random(DRAWS)),
-                u_aux=tuple(float(x) for x in rng.random(DRAWS)),
-                u_red=tuple(float(x) for x in rng.random(DRAWS)),
-                noise=tuple(float(x) for x in rng.normal(0.0, p.claim_noise, DRAWS)),
+                manifest=tuple(rng.random(len(used)).tolist()), consume=consume,
+                u_consume=float(rng.random()), u_inherit=(float(rng.random()), float(rng.random())),
+                u_verify=tuple(draws[0].tolist()), u_node=tuple(draws[1].tolist()),
+                u_aux=tuple(draws[2].tolist()), u_red=tuple(draws[3].tolist()),
+                noise=tuple((rng.normal(0.0, p.claim_noise, DRAWS)).tolist()),
             ))
         workflows.append(WorkflowDef(
             idx=w, start=float(starts[w]), topic=topic, pool=pool, tag=0 if tagged[w] else 1,
@@ -298,6 +307,11 @@ def make_fleet(params: Params, seed: int) -> Fleet:
             bias = float(p.signal * p.claim_noise * rng.lognormal(0.0, 0.5) * rng.choice((-1.0, 1.0)))
             errors.append(PlantedError(len(errors), "local", wf.stages[j].assets[-1], 0.0, bias, float("inf"),
                                        wf=wf.idx, stage=j))
+
+    # ids in planting order, so that "the earliest planted error" is the smallest id
+    errors.sort(key=lambda e: (e.time, e.kind != "local", e.wf, e.asset))
+    errors = [PlantedError(i, e.kind, e.asset, e.time, e.bias, e.external, e.node, e.wf, e.stage)
+              for i, e in enumerate(errors)]
 
     # benign changes of the versioned shared core
     changes: list[Change] = []

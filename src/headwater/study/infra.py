@@ -40,8 +40,9 @@ and applies what they return.
 
 People are modelled where the real system has them: triage confirms or
 clears a suspect version after ``triage_hours`` (and sometimes finds the
-real culprit near a wrong one), maintainers ship a fix after
-``infra_fix_hours``, owners fix their own bug after ``local_fix_hours``.
+real culprit near a wrong one), maintainers ship a fix ``fix_hours`` after
+a report (or clear a wrongly degraded version after as long), owners fix
+their own bug after ``local_fix_hours``.
 """
 
 from __future__ import annotations
@@ -145,14 +146,22 @@ class Infrastructure:
         self.bad: Policy | None = None
         self.sources: dict[tuple[int, int], set[str]] = defaultdict(set)
         self.cleared: dict[tuple[int, int], float] = {}
+        self.opened: set[tuple[int, int]] = set()
         self.evidence: dict[tuple[int, int], tuple[int, ...]] = {}
         self.batch: list[tuple[int, int]] = []
         self.claim_status: dict[str, AssetStatus] = {}
         self.sandboxed: dict[int, tuple[tuple[int, int], ...]] = {}
         self.verifications: list[tuple[float, VerificationObs]] = []
         self.redundant: list[RedundancyObs] = []
-        self.promoted: list[tuple[float, int, int]] = []
+        self.promoted: list[tuple[float, int, int, int]] = []
         self.refs: dict[int, frozenset[str]] = {}
+        self.obs: dict[int, ClaimObs] = {}
+        self.uses: dict[tuple[int, int], list[tuple[float, int]]] = {}
+        self.flagged: dict[int, int] = defaultdict(int)
+        self.touched: set[int] = set()
+        self.new_failures = False
+        self._window_start = 0
+        self._tested: dict[tuple[int, int], tuple[int, int]] = {}
         self.by_name = {a.name: a.idx for a in fleet.assets}
         self._deps: dict[tuple[int, int], Dependent] = {}
         self._cands: dict[int, list[Candidate]] = {}
@@ -200,8 +209,10 @@ class Infrastructure:
         return self.status.get((a, v), S.TRUSTED)
 
     def _put(self, a: int, v: int, new: AssetStatus) -> None:
+        old = self.status.get((a, v), S.TRUSTED)
         self.status[(a, v)] = new
         self.statuses[self.subject(a, v)] = new
+        self.flagged[a] += (new is not S.TRUSTED) - (old is not S.TRUSTED)
         self.audit += 1
 
     def _set(self, a: int, v: int, event: Event, actor: str, reason: str = "") -> AssetStatus:
@@ -266,6 +277,11 @@ class Infrastructure:
             kind, _ = self._kind_name(a)
             uses[fleet.assets[a].name] = (kind, cands)
         pool = run.wf.pool
+        if self.bad is None and not self.flagged[pool] and not any(self.flagged[a] for a in stage.assets):
+            # nothing on record for these assets: every candidate is trusted, no rule matches,
+            # and decide() would serve the newest version of each and the node landed on
+            return Plan(None, {a: self.sim.versions[a][-1].no for a in stage.assets if a in self.sim.versions},
+                        node, ())
         uses[fleet.assets[pool].name] = ("compute", self._node_candidates(pool, node))
         d = decide(self.snapshot, self._dependent(run.wf.idx, stage.j), uses)
         versions: dict[int, int] = {}
@@ -276,6 +292,12 @@ class Infrastructure:
             else:
                 versions[a] = v
         cause: int | None = None
+        for a in stage.assets:
+            if a in self.sim.versions and a not in versions:
+                # no version can be served at all (every one withdrawn or under a canary): wait
+                why = self._cause(a, self.sim.versions[a][-1].no)
+                if cause is None or (why >= 0 and (cause < 0 or why < cause)):
+                    cause = why
         boxed = []
         for eff in d.directive.effects:
             if not eff.enforced:
@@ -326,6 +348,12 @@ class Infrastructure:
         if res.parent >= 0:
             refs |= self.refs.get(res.parent, frozenset())
         self.refs[res.idx] = refs
+        self.obs[res.idx] = ClaimObs(f"k{res.key}", res.value, self.p.claim_noise, ckpt_id(res.idx), f"w{res.wf}",
+                                     f"w{res.wf}", refs)
+        self.touched.add(res.key)
+        for a, v in res.versions:
+            if self.fleet.assets[a].shared and a in self.sim.versions:
+                self.uses.setdefault((a, v), []).append((res.time, res.idx))
         if res.consumed >= 0:
             src = self.sim.results[res.consumed]
             uses.append(("claim", f"k{src.key}", ckpt_id(src.idx)[:12]))
@@ -357,6 +385,7 @@ class Infrastructure:
                          if self.fleet.assets[a].shared or self.fleet.assets[a].kind == "compute")
         obs = VerificationObs(f"w{run.wf.idx}.s{att.stage.j}.{att.attempt}", f"w{run.wf.idx}", refuted, refs)
         self.verifications.append((self.sim.now, obs))
+        self.new_failures = self.new_failures or refuted
 
     def on_root_cause(self, e: int, when: float) -> None:
         """A workflow's owners traced a refutation to error ``e`` and report it (at ``when``)."""
@@ -431,7 +460,7 @@ class Infrastructure:
                     self._degraded(a, v)
                 else:
                     self._set(a, v, Event.CLEAR, "user:triage", "not confirmed")
-                    self.cleared[av] = now + 7 * 24.0
+                    self._dismiss(av)
             self.sim.wake_paused()
             return
         self.sim.out.false_alarms += 1
@@ -440,11 +469,16 @@ class Infrastructure:
         if u < p.p_triage_clear:
             self._set(a, v, Event.CLEAR if status is S.SUSPECT else Event.OVERRIDE, "user:triage",
                       "nothing wrong found")
-            self.cleared[av] = now + 7 * 24.0
+            self._dismiss(av)
         elif status is S.SUSPECT:
             self._set(a, v, Event.TRIP, "user:triage", "wrongly confirmed")
             self._degraded(a, v)
         self.sim.wake_paused()
+
+    def _dismiss(self, av: tuple[int, int]) -> None:
+        """Triage dismissed the signals on ``av``: they no longer count, and the version is left alone a week."""
+        self.sources.pop(av, None)
+        self.cleared[av] = self.sim.now + 7 * 24.0
 
     def _redirect(self, a: int, v: int) -> None:
         """Triage of an innocent version may find the error its disagreeing dependents carry."""
@@ -461,23 +495,23 @@ class Infrastructure:
     def _degraded(self, a: int, v: int) -> None:
         """``(a, v)`` is degraded: the error is known, a fix is on its way, and what was built on it is retracted."""
         sim, p = self.sim, self.p
+        self.opened.add((a, v))
         e = self._truth(a, v)
         if e is not None:
             sim.detect(e, sim.now)
             if self.fleet.errors[e].kind == "local":
                 sim.local_fix(e, sim.now + p.local_fix_hours)
             else:
-                sim.report(e, sim.now, fix_after=p.infra_fix_hours)
+                sim.report(e, sim.now, fix_after=p.fix_hours)
         else:
-            self._later(p.infra_fix_hours, "revalidate", (a, v))
+            self._later(p.fix_hours, "revalidate", (a, v))
         kind, name, version = self._use(a, v)
         radius = blast_radius(self.lineage, AssetRef(kind, name, version))
         for t in taint(radius, self.claim_status, now=sim.now, cause=self.subject(a, v), cause_status=self.st(a, v)):
             self.claim_status[t.subject] = t.new
             self.audit += 1
-        hit = sorted(result_of(ck) for ck in radius.checkpoints)
-        if hit:
-            sim.retract(hit, false_alarm=e is None)
+        sim.retract(sorted(result_of(ck) for ck in radius.checkpoints), false_alarm=e is None,
+                    uses=frozenset({(a, v)}))
         sim.wake_paused()
 
     def _on_revalidate(self, av: tuple[int, int]) -> None:
@@ -542,7 +576,7 @@ class Infrastructure:
 
     def _promote(self, a: int, v: int, reason: str) -> None:
         self._set(a, v, Event.PASS, "canary", reason)
-        self.promoted.append((self.sim.now, a, v))
+        self.promoted.append((self.sim.now, a, v, self._baseline(a, v)))
         self.sim.wake_paused()
 
     def _on_canary_triage(self, batch: list[tuple[int, int]]) -> None:
@@ -558,7 +592,7 @@ class Infrastructure:
                     self._set(a, v, Event.FAIL, "user:triage", "canary failure confirmed")
                     for e in new:
                         sim.detect(e, sim.now)
-                        sim.report(e, sim.now, fix_after=p.infra_fix_hours)
+                        sim.report(e, sim.now, fix_after=p.fix_hours)
                 else:
                     self._promote(a, v, "canary failure not confirmed")
                 continue
@@ -576,45 +610,55 @@ class Infrastructure:
         now = sim.now
         self._later(p.monitor_period_hours, "monitor")
         since = now - p.monitor_window_days * 24.0
-        window = [r for r in sim.results if r.time >= since and not r.retracted]
+        results = sim.results
+        lo = self._window_start
+        while lo < len(results) and results[lo].time < since:
+            lo += 1
+        self._window_start = lo
+        window = [r for r in results[lo:] if not r.retracted]
         sim.out.compute["monitoring"] += p.monitor_cost * len(window)
         findings = Findings()
-        obs = [ClaimObs(f"k{r.key}", r.value, p.claim_noise, ckpt_id(r.idx), f"w{r.wf}", f"w{r.wf}",
-                        self.refs[r.idx]) for r in window]
-        findings.inconsistencies = inconsistency(obs, sigmas=3.0, min_users=2)
-        findings.shifts = self._shifts(window, since)
+        # keys without a new claim since the last pass would give the findings they gave then
+        touched, self.touched = self.touched, set()
+        found = inconsistency([self.obs[r.idx] for r in window if r.key in touched], sigmas=3.0, min_users=2)
+        findings.inconsistencies = [
+            inc for inc in found
+            if inc.suspects and len(inc.clusters[inc.suspects[0].cluster].workflows) >= p.monitor_min_workflows
+        ]
+        findings.shifts = self._shifts(since)
         self.verifications = [(t, o) for t, o in self.verifications if t >= since]
-        if self.verifications:
-            findings.failure_clusters = verification_clusters([o for _, o in self.verifications])
+        if self.new_failures:
+            self.new_failures = False
+            clusters = verification_clusters([o for _, o in self.verifications], alpha=p.cluster_alpha)
+            findings.failure_clusters = [c for c in clusters if len(c.workflows) >= p.cluster_refutations]
         if self.redundant:
             findings.disagreements = redundancy(self.redundant)
             self.redundant = []
-        members = {ckpt_id(r.idx): r.idx for r in window}
         for inc in findings.inconsistencies:
-            if inc.suspects:
-                top = self.parse_subject(inc.suspects[0].asset)
-                if top is not None:
-                    minority = inc.clusters[inc.suspects[0].cluster].members
-                    self.evidence[top] = tuple(members[m.checkpoint] for m in minority)
+            top = self.parse_subject(inc.suspects[0].asset)
+            if top is not None:
+                minority = inc.clusters[inc.suspects[0].cluster].members
+                self.evidence[top] = tuple(result_of(m.checkpoint) for m in minority)
         for sig in signals(findings, min_score=p.monitor_threshold):
             av = self.parse_subject(sig.subject)
             if av is None:
                 continue
             self._signal(*av, sig.source, sig.reason, min(sig.score, 1.0))
 
-    def _shifts(self, window, since: float):
+    def _values(self, a: int, v: int, since: float) -> list[float]:
+        results = self.sim.results
+        return [results[r].value for t, r in self.uses.get((a, v), ()) if t >= since and not results[r].retracted]
+
+    def _shifts(self, since: float):
         """Output shift of each version promoted within the window against the one before it."""
         out = []
         self.promoted = [x for x in self.promoted if x[0] >= since]
-        if not self.promoted:
-            return out
-        by_use: dict[tuple[int, int], list[float]] = defaultdict(list)
-        for r in window:
-            for a, v in r.versions:
-                by_use[(a, v)].append(r.value)
-        for _, a, v in self.promoted:
-            b = self._baseline(a, v)
-            before, after = by_use.get((a, b), ()), by_use.get((a, v), ())
+        for _, a, v, b in self.promoted:
+            seen = (len(self.uses.get((a, b), ())), len(self.uses.get((a, v), ())))
+            if self._tested.get((a, v)) == seen:
+                continue  # no new values on either side since the last test
+            self._tested[(a, v)] = seen
+            before, after = self._values(a, b, since), self._values(a, v, since)
             kind, name, _ = self._use(a, v)
             out.append(output_shift(f"{kind}:{name}", "output", str(b), str(v), before, after, alpha=0.001))
         return out

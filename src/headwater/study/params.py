@@ -68,7 +68,7 @@ class Params:
     """Shared compute pools (each workflow runs on one, chosen by the same skew)."""
     nodes_per_pool: int = 8
     """Nodes per pool; a bad node hits a task with probability 1/nodes_per_pool."""
-    topics_per_workflow: float = 1 / 3
+    topics_per_workflow: float = 0.1
     """Claim topics per workflow: workflows on one topic produce claims under the same keys."""
     p_consume: float = 0.35
     """Chance that a stage consumes one claim produced by another workflow."""
@@ -84,7 +84,12 @@ class Params:
     """Chance that a workflow carries a silent bug in one of its own stages."""
     p_manifest: float = 0.7
     """Chance that a buggy asset version corrupts a given stage that uses it (input-dependent)."""
-    signal: float = 1.5
+    p_inherit_chain: float = 0.9
+    """Chance that a corrupted earlier stage of the same workflow corrupts the next one."""
+    p_inherit_claim: float = 0.5
+    """Chance that a corrupted claim read from another workflow corrupts the stage reading it
+    (errors attenuate: not every use of a wrong number makes the result wrong)."""
+    signal: float = 2.0
     """Predictive power of global signals: median shift an error puts on the claims it corrupts,
     in units of ``claim_noise``."""
 
@@ -95,10 +100,10 @@ class Params:
     """Chance that a benign new version legitimately shifts the results that use it."""
     benign_shift: float = 1.0
     """Median size of such a legitimate shift, in units of ``claim_noise``."""
-    external_discovery_days: float = 120.0
+    external_discovery_days: float = 365.0
     """Mean time until someone outside the fleet finds a shared error (exponential)."""
-    fix_hours: float = 72.0
-    """Time from a report of a shared error to a fixed version."""
+    fix_hours: float = 240.0
+    """Time from a report of a shared error (by anyone) to a fixed version."""
     p_heed: float = 0.5
     """Without enforcement, the chance that a workflow acts on an advisory or retraction."""
 
@@ -124,12 +129,15 @@ class Params:
     # -- infrastructure oversight -----------------------------------------
     monitor_period_hours: float = 12.0
     """How often the cross-workflow monitors run."""
-    monitor_window_days: float = 14.0
+    monitor_window_days: float = 30.0
     """Committed claims the inconsistency monitor looks back over."""
     monitor_cost: float = 0.002
     """Cost of global signals: stage-hours per claim examined per monitor run."""
     monitor_threshold: float = 0.5
     """Separation score (Youden's J) at which the inconsistency monitor's top suspect is signalled."""
+    monitor_min_workflows: int = 2
+    """Workflows the disagreeing cluster must span before an inconsistency is blamed on a shared
+    asset (one workflow disagreeing alone points at that workflow, not at what it shares)."""
     canary_hours: float = 24.0
     """How long a new version of a shared asset waits on its canary set."""
     canary_runs: int = 6
@@ -148,14 +156,18 @@ class Params:
     p_redirect: float = 0.5
     """Chance that triage of a wrongly flagged asset finds the error its disagreeing
     dependents do carry (a bug nearby), and degrades that instead."""
-    trip_score: float = 0.99
-    """Monitor score at which the breaker opens at once, before triage."""
-    infra_fix_hours: float = 48.0
-    """Time from a confirmed (degraded) asset to a fixed version."""
+    trip_score: float = 2.0
+    """Signal score at which the breaker opens at once, before triage. Scores are at most 1, so
+    the default lets no single monitor open it: triage, an authoritative report (owners, an
+    advisory) or a second independent source does."""
     redundancy_share: float = 0.05
     """Share of library calls also run on a second implementation (N-version redundancy)."""
+    cluster_alpha: float = 0.001
+    """Level of the clustered verification-failure monitor's Fisher test (it tests every asset
+    version in the window each period, so the level is strict)."""
     cluster_refutations: int = 2
-    """Refuted stages in distinct workflows sharing an asset version that flag it (with verification)."""
+    """Distinct workflows whose refutations must share an asset version before the clustered
+    verification-failure monitor's finding on it is acted on (strategies with verification)."""
 
     # -- risks of oversight itself -----------------------------------------
     p_bad_policy: float = 0.2
@@ -172,7 +184,7 @@ class Params:
     """Batch period of synchronized rollouts."""
     reuse_uplift: float = 1.2
     """Claim consumption under infrastructure oversight, relative to without (easier reuse)."""
-    auto_upgrade: bool = True
+    auto_upgrade: bool = False
     """Under infrastructure oversight, running workflows move to promoted versions at once
     (without it, a workflow keeps the versions it started with)."""
 

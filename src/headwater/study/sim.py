@@ -23,10 +23,15 @@ resolves (locked at workflow start without infrastructure oversight; from
 the registry, with pins and canary gating, with it), the node it lands on,
 the claim it consumes and the chain input it builds on. Its *origins* are
 the planted errors it carries: those of buggy versions it used (when the bug
-manifests for its inputs), a bad node, its own code's bug, and everything
-its inputs carried. Its claim value is noise, plus the legitimate level of
+manifests for its inputs), a bad node, its own code's bug, and what its
+inputs carried, when they pass it on (``p_inherit_chain`` for the previous
+stage, ``p_inherit_claim`` for a claim read from another workflow). Its claim value is noise, plus the legitimate level of
 the versions it used, plus the visible shift of its origins (an error of
 the kind the monitors are blind to shifts nothing they can see).
+
+A re-run reads the claim version its stage read before, unless that one
+is no longer served (retracted, tainted or sandboxed): re-running exactly
+what was affected, not everything that changed since.
 
 Per-workflow owners react to a refutation: a workflow's own bug is fixed in
 ``local_fix_hours``; otherwise they investigate for ``investigation_hours``
@@ -47,7 +52,7 @@ from dataclasses import dataclass, field
 
 from headwater.schedule import Cancel, Commit, Fail, RunFinished, Scheduler, Squash, TaskDef
 from headwater.study.fleet import DRAWS, Fleet, StageDef, WorkflowDef
-from headwater.study.ledger import Outcome, Result, reconcile, summarize
+from headwater.study.ledger import Outcome, Record, reconcile, summarize
 from headwater.study.params import STRATEGIES
 
 START, DONE, VERDICT, WAKE, RELEASE, EXTERNAL, FIX, FAULT, LOCALFIX, INFRA = range(10)
@@ -115,6 +120,7 @@ class Run:
     attempts: dict[tuple[int, int], Attempt] = field(default_factory=dict)
     committed: dict[int, int] = field(default_factory=dict)
     ever_committed: set[int] = field(default_factory=set)
+    read: dict[int, int] = field(default_factory=dict)
     last_attempt: dict[int, int] = field(default_factory=dict)
     done: bool = False
     failed: bool = False
@@ -138,7 +144,7 @@ class Simulation:
         self.horizon = self.p.horizon
         self._events: list[tuple[float, int, int, object]] = []
         self._seq = 0
-        self.results: list[Result] = []
+        self.results: list[Record] = []
         self.attempts: list[Attempt] = []
         self.runs: dict[int, Run] = {}
         self.claims: dict[int, list[int]] = {}
@@ -237,9 +243,12 @@ class Simulation:
                 prefix[f"s{j}"] = (self.results[keep[j]].attempt, None)
         sched.restore(prefix, attempts={f"s{j}": a for j, a in run.last_attempt.items()})
         new = Run(wf, run.gen + 1, sched, env=run.env, pins=run.pins, avoid=run.avoid,
-                  hold_until=run.hold_until, ever_committed=run.ever_committed,
+                  hold_until=run.hold_until, ever_committed=run.ever_committed, read=run.read,
                   last_attempt=dict(run.last_attempt))
         new.committed = {_stage_of(t): keep[_stage_of(t)] for t in prefix}
+        for j, r in new.committed.items():
+            a = self.results[r].attempt
+            new.attempts[(j, a)] = run.attempts[(j, a)]
         new.done = sched.done
         run.done = True
         self.runs[wf.idx] = new
@@ -390,19 +399,22 @@ class Simulation:
         versions.append((pool, self.node_version(pool, node)))
         origins = set(own)
         shift = sum(self.fleet.errors[e].bias for e in own if self.error_kinds[e] != blind)
-        if att.parent is not None:
+        if att.parent is not None and att.parent.origins and st.u_inherit[0] < p.p_inherit_chain:
             origins |= att.parent.origins
             shift += att.parent.shift
         if st.consume >= 0:
             uplift = p.reuse_uplift if self.infra is not None else 1.0
             if st.u_consume < min(1.0, p.p_consume * uplift):
-                r = self._claim_for(run, st.consume)
+                r = run.read.get(st.j)
+                if r is None or (self.infra is not None and not self.infra.consumable(self.results[r])):
+                    r = self._claim_for(run, st.consume)
                 if r is not None:
                     src = self.results[r]
                     att.consumed = r
-                    origins |= src.origins
-                    shift += src.shift
-                    att.cross = bool(src.origins) and src.wf != run.wf.idx
+                    if src.origins and st.u_inherit[1] < p.p_inherit_claim:
+                        origins |= src.origins
+                        shift += src.shift
+                        att.cross = True
         att.versions = tuple(versions)
         att.node = node
         att.own = frozenset(own)
@@ -504,7 +516,7 @@ class Simulation:
         j = att.stage.j
         origins = att.origins
         parent = run.committed.get(j - 1, -1) if j else -1
-        r = Result(
+        r = Record(
             idx=len(self.results), wf=run.wf.idx, stage=j, attempt=att.attempt, time=self.now,
             key=att.stage.key, value=att.value, origins=origins, root=min(origins) if origins else -1,
             versions=att.versions, node=att.node, consumed=att.consumed, parent=parent, cross=att.cross,
@@ -515,6 +527,8 @@ class Simulation:
         att.state = CLOSED
         run.committed[j] = r.idx
         run.ever_committed.add(j)
+        if r.consumed >= 0:
+            run.read[j] = r.consumed
         self.claims.setdefault(r.key, []).append(r.idx)
         if self.infra is not None:
             self.infra.on_commit(r, att)
@@ -643,8 +657,12 @@ class Simulation:
         if self.infra is not None:
             self.infra.on_release(asset, new)
 
-    def retract(self, ids: list[int], false_alarm: bool = False) -> None:
-        """Retract committed results and re-run, from the first affected stage, the workflows that hold them."""
+    def retract(self, ids: list[int], false_alarm: bool = False, uses: frozenset[tuple[int, int]] = frozenset()) -> None:
+        """Retract committed results and re-run, from the first affected stage, the workflows that hold them.
+
+        Attempts not yet committed that read a retracted claim, or used one
+        of the asset versions ``uses``, are abandoned and re-run as well.
+        """
         first: dict[int, int] = {}
         hit = set(ids)
         for r in ids:
@@ -659,7 +677,7 @@ class Simulation:
                 first[res.wf] = min(first.get(res.wf, res.stage), res.stage)
         for run in list(self.runs.values()):
             for att in run.attempts.values():
-                if att.state != CLOSED and att.started and att.consumed in hit:
+                if att.state != CLOSED and att.started and (att.consumed in hit or not uses.isdisjoint(att.versions)):
                     first[run.wf.idx] = min(first.get(run.wf.idx, att.stage.j), att.stage.j)
         for wf, j in sorted(first.items()):
             self.restart(self.runs[wf], j)
@@ -675,9 +693,10 @@ class Simulation:
                 self.out.compute["in_flight"] += end - att.begin
         summary = summarize(self.strategy, self.results, self.error_kinds)
         out = self.out
-        out.results, out.corrupt, out.standing = summary.results, summary.corrupt, summary.standing
-        out.retracted, out.consumed_corrupt = summary.retracted, summary.consumed_corrupt
+        for name in ("results", "commits", "corrupt", "corrupt_commits", "standing", "contained", "consumed_corrupt"):
+            setattr(out, name, getattr(summary, name))
         out.cascade, out.reach, out.error_kinds = summary.cascade, summary.reach, summary.error_kinds
+        out.standing_reach = summary.standing_reach
         planted = {e.idx: e.time for e in self.fleet.errors}
         out.latency = {e: max(0.0, t - planted[e]) for e, t in self.detected.items() if t <= self.horizon}
         out.workflows_done = sum(1 for r in self.runs.values() if r.done and not r.failed)

@@ -1,0 +1,85 @@
+"""Blast radius and taint over the lineage graph: in memory, and in the store on each backend."""
+
+import time
+
+import pytest
+
+from headwater.oversight import AssetStatus, LineageGraph, blast_radius, parse_ref, taint
+from tests.oversight.graphs import G0, G1, IDS, SHA, fill_store, memory_graph
+
+EXPECTED = {"c1", "c2", "c3", "c4"}
+
+
+def check_radius(radius):
+    assert set(radius.checkpoints) == {IDS[n] for n in EXPECTED}
+    assert radius.seeds == [f"claim:g@{G1}"]
+    c4 = radius.checkpoints[IDS["c4"]]
+    assert c4.path == (f"claim:g@{G1}", f"ckpt:{IDS['c1']}", f"artifact:{SHA['s1']}", f"ckpt:{IDS['c2']}",
+                       f"claim:x@{IDS['c2'][:12]}", f"ckpt:{IDS['c3']}", f"claim:y@{IDS['c3'][:12]}",
+                       f"ckpt:{IDS['c4']}")
+    assert (c4.depth, c4.run_id, c4.workflow, c4.task, c4.status) == (4, "r3", "wf-c", "use-y", "committed")
+    assert set(radius.claims) == {f"claim:x@{IDS['c2'][:12]}", f"claim:y@{IDS['c3'][:12]}"}
+    assert set(radius.artifacts) == {SHA["s1"], SHA["s2"]}
+    assert radius.counts() == {"workflows": 3, "runs": 3, "checkpoints": 4, "committed": 4, "artifacts": 2,
+                               "claims": 2}
+    assert [h.task for h in radius.runs["r1"]] == ["first", "second"]
+    assert radius.workflows == {"wf-a": {"r1"}, "wf-b": {"r2"}, "wf-c": {"r3"}}
+
+
+def test_blast_radius_in_memory():
+    check_radius(blast_radius(memory_graph(), parse_ref(f"claim:g@{G1}")))
+
+
+def test_blast_radius_in_the_store_matches(store):
+    fill_store(store)
+    check_radius(store.blast_radius(f"claim:g@{G1}"))
+    # the bare asset covers every version; other versions reach other runs
+    every = store.blast_radius("claim:g")
+    assert set(every.checkpoints) == {IDS[n] for n in EXPECTED | {"c7"}}
+    assert every.to_json() == blast_radius(memory_graph(), parse_ref("claim:g")).to_json()
+    # a library used in two runs: equal bytes (s1) link runs only within a run
+    lib = store.blast_radius("lib:numpy@2.0")
+    assert set(lib.checkpoints) == {IDS[n] for n in ("c1", "c2", "c3", "c4", "c6", "c5")}
+    assert lib.checkpoints[IDS["c5"]].path[-3:] == (f"ckpt:{IDS['c6']}", f"artifact:{SHA['s1']}", f"ckpt:{IDS['c5']}")
+    assert store.blast_radius("lib:numpy@>=3").checkpoints == {}
+    assert store.blast_radius("dataset:nothing").counts()["checkpoints"] == 0
+
+
+def test_claim_versions_are_ordered_as_published_for_ranges(store):
+    fill_store(store)
+    radius = store.blast_radius(f"claim:g@>={G1}")
+    assert radius.seeds == [f"claim:g@{G1}"]
+    radius = store.blast_radius(f"claim:g@<{G1}")
+    assert radius.seeds == [f"claim:g@{G0}"] and set(radius.checkpoints) == {IDS["c7"]}
+
+
+def test_taint_reaches_claims_two_hops_away():
+    radius = blast_radius(memory_graph(), parse_ref(f"claim:g@{G1}"))
+    x, y = f"claim:x@{IDS['c2'][:12]}", f"claim:y@{IDS['c3'][:12]}"
+    trs = taint(radius, {}, now=7.0, cause=f"claim:g@{G1}", cause_status=AssetStatus.DEGRADED)
+    assert [(t.subject, t.old, t.new) for t in trs] == [(x, None, AssetStatus.SUSPECT), (y, None, AssetStatus.SUSPECT)]
+    assert trs[1].record.signal["hops"] == 2 and trs[1].record.cause == f"claim:g@{G1}"
+    assert trs[1].record.signal["path"][-1] == y and "2 claim hop(s)" in trs[1].record.reason
+    # claims already suspect (or worse) are left alone; uncommitted producers do not count
+    trs = taint(radius, {x: AssetStatus.DEGRADED}, now=7.0, cause="c", cause_status=AssetStatus.RETRACTED)
+    assert [t.subject for t in trs] == [y]
+
+
+def test_blast_radius_of_a_large_graph_is_bounded_by_the_radius():
+    g = LineageGraph()
+    from headwater.oversight import CheckpointInfo
+
+    for i in range(3000):
+        cid = f"{i:064x}"
+        g.add(CheckpointInfo(cid, f"run{i % 300}", f"wf{i % 30}", f"t{i}"),
+              uses=[("lib", "x", "1" if i % 10 else "2")], outputs=[f"{i:064x}"])
+    t0 = time.perf_counter()
+    radius = blast_radius(g, parse_ref("lib:x@2"))
+    assert len(radius.checkpoints) == 300
+    assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize("ref", ["lib:numpy", "claim:g", "claim:x", "lib:numpy@>=1,<3"])
+def test_store_and_memory_agree_on_every_selector(store, ref):
+    fill_store(store)
+    assert store.blast_radius(ref).to_json() == blast_radius(memory_graph(), parse_ref(ref)).to_json()
