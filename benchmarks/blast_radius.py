@@ -2,10 +2,11 @@
 
 Generates a fleet-shaped lineage graph straight into a fresh store (bulk
 inserts through the store's own tables): ``--runs`` runs of 200 workflows,
-each a chain of ``--tasks`` checkpoints linked by artifacts; every
-checkpoint records six asset uses (three libraries at several versions, a
-shared implementation, a dataset, a compute pool); every fifth checkpoint
-publishes a claim that a checkpoint of a later run consumes. Lineage edges
+each a chain of ``--tasks`` checkpoints, each writing two artifacts of
+which the next consumes one; every checkpoint records seven asset uses
+(three libraries at several versions, a shared implementation, a dataset,
+a model, a compute pool); every fifth checkpoint publishes a claim, and a
+fifth of the runs start from a claim published by a recent run. Lineage edges
 are the rows of ``asset_use``, ``checkpoint_artifact`` and ``claim_value``.
 Then it times ``Store.blast_radius`` for selectors whose radius goes from a
 handful of checkpoints to a fifth of the graph, and prints one table.
@@ -41,6 +42,7 @@ LIBS = {"numpy": ["1.26.4", "2.0.2", "2.1.3"], "scipy": ["1.11.1", "1.11.4", "1.
         "pandas": ["2.1.4", "2.2.2"]}
 IMPLS = ["integrate/rk4@1.1", "integrate/rk4@1.2", "integrate/euler@1.0"]
 DATASETS = [f"survey-{i}" for i in range(20)]
+MODELS = [f"emulator-{i}" for i in range(5)]
 POOLS = ["cpu-a", "cpu-b", "gpu-a"]
 KEYS = [f"const.{i}" for i in range(50)]
 
@@ -75,14 +77,16 @@ def generate(store, runs: int, tasks: int, seed: int = 1) -> dict:
             if prev_sha is not None:
                 links.append({"checkpoint_id": cid, "direction": "in", "pos": 0, "name": "in", "sha256": prev_sha})
             sha = hashlib.sha256(b"art%d" % n).hexdigest()
+            log = hashlib.sha256(b"log%d" % n).hexdigest()
             links.append({"checkpoint_id": cid, "direction": "out", "pos": 0, "name": "out", "sha256": sha})
+            links.append({"checkpoint_id": cid, "direction": "out", "pos": 1, "name": "log", "sha256": log})
             prev_sha = sha
             name, _, version = impl.partition("@")
             for kind, nm, v in (("lib", "numpy", numpy_v), ("lib", "scipy", scipy_v), ("lib", "pandas", pandas_v),
                                 ("lib", name, version), ("dataset", rng.choice(DATASETS), "1"),
-                                ("compute", pool, "hw1")):
+                                ("model", rng.choice(MODELS), "3"), ("compute", pool, "hw1")):
                 uses.append({"checkpoint_id": cid, "kind": kind, "name": nm, "version": v, "direction": "consumed"})
-            if k == 0 and published and rng.random() < 0.5:
+            if k == 0 and published and rng.random() < 0.2:
                 key, producer = published[rng.randrange(max(0, len(published) - 2000), len(published))]
                 uses.append({"checkpoint_id": cid, "kind": "claim", "name": key, "version": producer[:12],
                              "direction": "consumed"})
@@ -107,7 +111,13 @@ def generate(store, runs: int, tasks: int, seed: int = 1) -> dict:
             conn.exec_driver_sql("ANALYZE")
     return {"checkpoints": len(ck_rows), "asset_use": len(uses), "checkpoint_artifact": len(links),
             "claim_value": len(claims), "edges": len(uses) + len(links) + len(claims),
-            "claim": f"claim:{published[len(published) // 3][0]}@{published[len(published) // 3][1][:12]}"}
+            "claim": _consumed_claim(uses)}
+
+
+def _consumed_claim(uses: list[dict]) -> str:
+    """A claim version that some run consumed (the first one, for a stable choice)."""
+    u = next(u for u in uses if u["kind"] == "claim")
+    return f"claim:{u['name']}@{u['version']}"
 
 
 def time_queries(store, selectors: list[str], repeat: int) -> list[dict]:
@@ -129,8 +139,8 @@ def bench(url: str | None, root: Path, args) -> tuple[dict, list[dict]]:
         t0 = time.perf_counter()
         counts = generate(store, args.runs, args.tasks)
         counts["generate_seconds"] = time.perf_counter() - t0
-        selectors = [counts["claim"], "lib:integrate/euler@1.0", "dataset:survey-3", "lib:scipy@1.11.1",
-                     "lib:scipy@>=1.11,<1.12"]
+        selectors = [counts["claim"], "dataset:survey-3", "lib:scipy@1.11.1", "model:emulator-2",
+                     "lib:integrate/euler@1.0", "lib:scipy@>=1.11,<1.12"]
         return counts, time_queries(store, selectors, args.repeat)
     finally:
         store.close()

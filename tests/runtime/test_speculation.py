@@ -241,3 +241,33 @@ def test_an_unknown_recheck_policy_is_refused(ws, write_wf, tmp_path):
     wf = write_wf(REFUTED_ONCE)
     with pytest.raises(RunError, match="recheck"):
         run_workflow(ws, wf, {"marker": str(tmp_path / "m")}, RunOptions(workers=3, recheck="sometimes"))
+
+
+SHORT_CHAIN = '''
+from headwater import Workflow
+
+wf = Workflow("short-chain")
+
+def step(ctx):
+    prev = [ref for ref in ctx.inputs]
+    ctx.save("n", (ctx.load(prev[0]) + 1) if prev else 0)
+
+for i in range(300):
+    wf.task(step, name=f"s{i:03d}", after=[f"s{i - 1:03d}"] if i else [])
+'''
+
+
+def test_a_chain_of_short_tasks_runs_back_to_back_in_one_agent(ws, write_wf):
+    from headwater.runtime.agent import OutputsView
+
+    wf = write_wf(SHORT_CHAIN)
+    summary = run_workflow(ws, wf, {}, RunOptions(workers=2, no_cache=True))
+    assert summary.ok
+    assert summary.counters["ran_ahead"] > 0  # leased only once the step before was in
+    assert summary.counters["claims"] == 300
+    cks = ws.store.list_checkpoints(summary.run_id)
+    assert [c.task for c in cks] == sorted(wf.tasks) and {c.status for c in cks} == {"committed"}
+    for before, after in zip(cks, cks[1:]):
+        assert after.parents == [before.id]
+        assert after.doc["manifest"]["inputs"] == {f"{before.task}/n": before.outputs[0].sha256}
+    assert OutputsView("s299", cks[-1].outputs, ws.store.artifacts).load("n") == 299

@@ -273,3 +273,16 @@ def test_same_calls_give_the_same_answers():
         return log
 
     assert script() == script()
+
+
+def test_claim_task_leases_that_task_only_when_it_is_ready_and_of_the_role():
+    from headwater.schedule import Scheduler, State
+
+    s = Scheduler([T("a"), T("b", "a"), T("c", role="gpu")])
+    assert s.claim_task("x", ["worker"], "b", 0.0) is None  # not ready yet
+    assert s.claim_task("x", ["worker"], "c", 0.0) is None  # not this agent's role
+    lease = s.claim_task("x", ["worker"], "a", 0.0)
+    assert lease.task == "a" and s.state_of("a") is State.LEASED
+    assert s.claim_task("y", ["worker"], "a", 0.0) is None  # already leased
+    s.finished(lease.token, 1.0)
+    assert s.claim("x", ["worker"], 1.0)[0].task == "b"

@@ -23,19 +23,24 @@ def test_bootstrap_interval_brackets_the_ratio_of_sums_and_is_deterministic():
     assert _interval(num, den) == ci
     cut = _reduction(num, den)
     assert cut["value"] == pytest.approx(0.6) and cut["lo"] < 0.6 < cut["hi"]
+    # replicates sharing a fleet seed are one draw: summed, then resampled together
+    grouped = _interval(np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 2.0, 2.0, 2.0]), groups=[7, 7, 9, 9])
+    assert grouped["value"] == pytest.approx(1.25) and grouped["n"] == 2
     one = _interval(np.array([1.0]), np.array([2.0]))
     assert one["value"] == 0.5 and math.isnan(one["lo"])
     assert fmt(ci) == "40% (" + f"{100 * ci['lo']:.0f}% to {100 * ci['hi']:.0f}%)"
 
 
-def test_the_plan_covers_every_axis_and_seeds_differ_per_regime_and_replicate():
-    axes = {r.axis for r in plan()}
-    assert axes == {"map", "baseline", "change", "cost", "bespoke", "length", "risk"}
+def test_the_plan_covers_every_axis_and_replicates_share_seeds_across_regimes():
+    regimes = plan()
+    assert {r.axis for r in regimes} == {"map", "baseline", "change", "cost", "bespoke", "length", "errors", "risk"}
     assert {r.axis for r in plan(quick=True)} == {"map", "baseline"}
-    names = [r.name for r in plan()]
+    names = [r.name for r in regimes]
     assert len(names) == len(set(names))
-    seeds = {replicate_seed(0, n, k) for n in names for k in range(3)}
-    assert len(seeds) == 3 * len(names)
+    # the baseline is the map's cell at the defaults, not a second copy of it
+    assert not [r for r in regimes if r.axis == "map" and r.changes == {"zipf": 1.1, "signal": 2.0}]
+    assert len({replicate_seed(0, k) for k in range(10)}) == 10
+    assert replicate_seed(0, 3) != replicate_seed(1, 3)
 
 
 def test_headwater_study_writes_the_report_and_prints_json(tmp_path):

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="A small sweep (about 20 s on 2 cores)."),
         out: Path = typer.Option(Path("study-report"), "--out", help="Report directory (created if missing)."),
         replicates: Optional[int] = typer.Option(None, "--replicates", min=1,
-                                                 help="Replicates per regime (default 6; 4 with --quick)."),
+                                                 help="Replicates per regime (default 5; 4 with --quick)."),
         seed: int = typer.Option(0, "--seed", help="Sweep seed: the same seed gives the same numbers."),
         workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                               help="Worker processes (default: the machine's cores)."),

@@ -25,13 +25,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from headwater.oversight.refs import AssetRef, version_key
 
 
-@dataclass(frozen=True)
-class CheckpointInfo:
+class CheckpointInfo(NamedTuple):
     """What the blast radius reports about a checkpoint."""
 
     id: str
@@ -53,8 +52,9 @@ class EdgeSource(Protocol):
         """``(name, version, checkpoint)`` for each consumed use of those versions."""
 
     def artifact_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str | None]]:
-        """``(producer, sha256, consumer or None)``: outputs of ``ckpts`` and
-        the checkpoints of the producer's run that consumed them."""
+        """``(producer, sha256, consumer or None)``: outputs of ``ckpts`` and the
+        checkpoints that consumed those bytes, in any run (the walk keeps the
+        consumers in the producer's own run)."""
 
     def claim_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str, str | None]]:
         """``(producer, key, version, consumer or None)``: claims produced by
@@ -64,38 +64,105 @@ class EdgeSource(Protocol):
         """Run, workflow, task, status and seq of each checkpoint."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hit:
     """One node in a blast radius, and the path from the asset to it.
 
     ``path`` lists node labels from the asset version to this node:
     ``claim:g@3f2a9c1b0d4e``, ``ckpt:<id>``, ``artifact:<sha256>``,
-    ``claim:tower.height@<version>``, ... ``depth`` counts checkpoints on it.
+    ``claim:tower.height@<version>``, ... It is built from the radius's
+    links when first read, so a large radius costs no path until one is
+    asked for. ``depth`` counts checkpoints on it. Treat hits as read-only.
     """
 
     kind: str
     id: str
     depth: int
-    path: tuple[str, ...]
     run_id: str | None = None
     workflow: str | None = None
     task: str | None = None
     status: str | None = None
     seq: int | None = None
+    origin: BlastRadius | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self.origin.path_to(self.kind, self.id) if self.origin is not None else ()
 
     def to_json(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        return {"kind": self.kind, "id": self.id, "depth": self.depth, "path": list(self.path),
+                "run_id": self.run_id, "workflow": self.workflow, "task": self.task, "status": self.status,
+                "seq": self.seq}
 
 
 @dataclass
 class BlastRadius:
-    """The result of :func:`blast_radius`; counts and groupings as properties."""
+    """The result of :func:`blast_radius`; counts and groupings as properties.
+
+    The walk records, per node, only what it must: ``depths`` (checkpoint id,
+    ``artifact:<sha256>`` or ``claim:KEY@VERSION`` -> depth), ``info`` (checkpoint -> run, workflow,
+    task, status, seq), ``links`` (checkpoint -> the checkpoint it was
+    reached from, or None for a direct user, and the artifact, claim or
+    asset version label in between) and ``producers`` (artifact or claim
+    label -> the checkpoint it was reached through). The :class:`Hit` dictionaries
+    and paths are built from these when first read, so answering for a
+    large radius costs no objects nobody looks at.
+    """
 
     selector: str
     seeds: list[str] = field(default_factory=list)
-    checkpoints: dict[str, Hit] = field(default_factory=dict)
-    artifacts: dict[str, Hit] = field(default_factory=dict)
-    claims: dict[str, Hit] = field(default_factory=dict)
+    depths: dict[str, int] = field(default_factory=dict, repr=False)
+    info: dict[str, CheckpointInfo] = field(default_factory=dict, repr=False)
+    links: dict[str, tuple[str | None, str]] = field(default_factory=dict, repr=False)
+    producers: dict[str, str] = field(default_factory=dict, repr=False)
+    _hits: dict[str, dict[str, Hit]] = field(default_factory=dict, repr=False)
+
+    def _make(self, kind: str) -> dict[str, Hit]:
+        if kind not in self._hits:
+            out: dict[str, Hit] = {}
+            for label, d in self.depths.items():
+                if kind == "checkpoint":
+                    if label not in self.links:
+                        continue
+                    ident, i = label, self.info.get(label)
+                elif not label.startswith(f"{kind}:"):
+                    continue
+                else:
+                    ident = label if kind == "claim" else label[len("artifact:"):]
+                    i = self.info.get(self.producers[label])
+                out[ident] = Hit(kind, ident, d, *(i[1:] if i else (None,) * 5), self)  # type: ignore[arg-type]
+            self._hits[kind] = out
+        return self._hits[kind]
+
+    @property
+    def checkpoints(self) -> dict[str, Hit]:
+        """checkpoint id -> its hit."""
+        return self._make("checkpoint")
+
+    @property
+    def artifacts(self) -> dict[str, Hit]:
+        """sha256 -> the hit of the artifact (reached through its producer)."""
+        return self._make("artifact")
+
+    @property
+    def claims(self) -> dict[str, Hit]:
+        """``claim:KEY@VERSION`` -> its hit."""
+        return self._make("claim")
+
+    def path_to(self, kind: str, ident: str) -> tuple[str, ...]:
+        """The labels from the asset version to a checkpoint, artifact or claim."""
+        if kind == "checkpoint":
+            tail: list[str] = []
+            ck: str | None = ident
+        else:
+            label = f"artifact:{ident}" if kind == "artifact" else ident
+            tail, ck = [label], self.producers[label]
+        while ck is not None:
+            tail.append(f"ckpt:{ck}")
+            prev, via = self.links[ck]
+            tail.append(via)
+            ck = prev
+        return tuple(reversed(tail))
 
     @property
     def runs(self) -> dict[str, list[Hit]]:
@@ -117,9 +184,11 @@ class BlastRadius:
         return [h for h in self.checkpoints.values() if h.status == "committed"]
 
     def counts(self) -> dict[str, int]:
-        return {"workflows": len(self.workflows), "runs": len(self.runs),
-                "checkpoints": len(self.checkpoints), "committed": len(self.committed()),
-                "artifacts": len(self.artifacts), "claims": len(self.claims)}
+        infos = [self.info[c] for c in self.links if c in self.info]
+        claims = sum(1 for k in self.producers if k.startswith("claim:"))
+        return {"workflows": len({i.workflow for i in infos}), "runs": len({i.run_id for i in infos}),
+                "checkpoints": len(self.links), "committed": sum(1 for i in infos if i.status == "committed"),
+                "artifacts": len(self.producers) - claims, "claims": claims}
 
     def to_json(self) -> dict:
         return {
@@ -150,67 +219,66 @@ def select_versions(source: EdgeSource, ref: AssetRef) -> list[tuple[str, str]]:
 
 
 def blast_radius(source: EdgeSource, ref: AssetRef, *, max_depth: int = 10_000) -> BlastRadius:
-    """Every checkpoint, artifact and claim built on the versions ``ref`` selects."""
+    """Every checkpoint, artifact and claim built on the versions ``ref`` selects.
+
+    Breadth first, one batch of edge queries per hop; each node keeps the
+    first node it was reached from (ties broken by id, so the result does
+    not depend on the order the source returns edges in).
+    """
     selected = select_versions(source, ref)
     result = BlastRadius(str(ref), [f"{ref.kind}:{n}@{v}" for n, v in selected])
     if not selected:
         return result
-    # parent: node label -> (previous node label or None, via label or None)
-    path_of: dict[str, tuple[str, ...]] = {}
+    links, depths, producers = result.links, result.depths, result.producers
     frontier: list[str] = []
-    depth_of: dict[str, int] = {}
     for name, version, ck in sorted(source.consumers_of(ref.kind, selected)):
-        node = f"ckpt:{ck}"
-        if node not in path_of:
-            path_of[node] = (f"{ref.kind}:{name}@{version}", node)
-            depth_of[ck] = 1
+        if ck not in links:
+            links[ck] = (None, f"{ref.kind}:{name}@{version}")
+            depths[ck] = 1
             frontier.append(ck)
-    reached: list[str] = list(frontier)
+    info = result.info
+    info.update(source.details(frontier))
     depth = 1
     while frontier and depth < max_depth:
-        nxt: list[str] = []
-        for producer, sha, consumer in sorted(source.artifact_edges(frontier), key=_edge_key):
-            art = f"artifact:{sha}"
-            base = path_of[f"ckpt:{producer}"]
-            if sha not in result.artifacts:
-                result.artifacts[sha] = Hit("artifact", sha, depth, base + (art,))
-            if consumer is not None and f"ckpt:{consumer}" not in path_of:
-                path_of[f"ckpt:{consumer}"] = base + (art, f"ckpt:{consumer}")
-                depth_of[consumer] = depth + 1
-                nxt.append(consumer)
-        for producer, key, version, consumer in sorted(source.claim_edges(frontier), key=_edge_key):
+        # Within a hop, the smallest (producer, via) wins, whatever order the
+        # source returns edges in: the result is the same on every backend.
+        found: dict[str, tuple[str, str]] = {}
+        edges = source.artifact_edges(frontier)
+        unknown = list({c for _, _, c in edges if c is not None and c not in info})
+        if unknown:
+            info.update(source.details(unknown))
+        for producer, sha, consumer in edges:
+            label = "artifact:" + sha
+            d = depths.get(label)
+            if d is None or (d == depth and producer < producers[label]):
+                producers[label] = producer
+                depths[label] = depth
+            if consumer is not None and consumer not in links and consumer in info \
+                    and info[consumer][1] == info[producer][1]:
+                link = (producer, label)
+                old = found.get(consumer)
+                if old is None or link < old:
+                    found[consumer] = link
+        for producer, key, version, consumer in source.claim_edges(frontier):
             label = f"claim:{key}@{version}"
-            base = path_of[f"ckpt:{producer}"]
-            if label not in result.claims:
-                result.claims[label] = Hit("claim", label, depth, base + (label,))
-            if consumer is not None and f"ckpt:{consumer}" not in path_of:
-                path_of[f"ckpt:{consumer}"] = base + (label, f"ckpt:{consumer}")
-                depth_of[consumer] = depth + 1
-                nxt.append(consumer)
-        frontier = nxt
-        reached.extend(nxt)
+            d = depths.get(label)
+            if d is None or (d == depth and producer < producers[label]):
+                producers[label] = producer
+                depths[label] = depth
+            if consumer is not None and consumer not in links:
+                link = (producer, label)
+                old = found.get(consumer)
+                if old is None or link < old:
+                    found[consumer] = link
         depth += 1
-    info = source.details(reached)
-    for ck in reached:
-        d = info.get(ck)
-        result.checkpoints[ck] = Hit(
-            "checkpoint", ck, depth_of[ck], path_of[f"ckpt:{ck}"],
-            d.run_id if d else None, d.workflow if d else None, d.task if d else None,
-            d.status if d else None, d.seq if d else None,
-        )
-    for label, h in list(result.claims.items()):
-        d = info.get(h.path[-2][5:])
-        if d is not None:
-            result.claims[label] = Hit("claim", label, h.depth, h.path, d.run_id, d.workflow, d.task, d.status, d.seq)
-    for sha, h in list(result.artifacts.items()):
-        d = info.get(h.path[-2][5:])
-        if d is not None:
-            result.artifacts[sha] = Hit("artifact", sha, h.depth, h.path, d.run_id, d.workflow, d.task, d.status, d.seq)
+        frontier = sorted(found)
+        for consumer in frontier:
+            links[consumer] = found[consumer]
+            depths[consumer] = depth
+        unknown = [c for c in frontier if c not in info]
+        if unknown:
+            info.update(source.details(unknown))
     return result
-
-
-def _edge_key(edge: tuple) -> tuple:
-    return tuple("" if x is None else x for x in edge)
 
 
 # ------------------------------------------------------- in-memory graph
@@ -267,8 +335,7 @@ class LineageGraph:
         out: list[tuple[str, str, str | None]] = []
         for ck, direction, sha in self.links:
             if direction == "out" and ck in front:
-                run = self.info[ck].run_id
-                consumers = [c for c in inputs.get(sha, []) if self.info[c].run_id == run]
+                consumers = inputs.get(sha, [])
                 out.extend((ck, sha, c) for c in consumers) if consumers else out.append((ck, sha, None))
         return out
 

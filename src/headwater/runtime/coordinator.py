@@ -6,7 +6,10 @@ One loop, one thread, plus a store writer process. Each turn it
    slots (verification first, then runs, best first), looks up the cache
    for all new run leases in one query, and hands each agent its messages in
    one batch; an agent with free slots and nothing to claim steals queued,
-   not yet started work from the busiest agent;
+   not yet started work from the busiest agent; on chains of short tasks a
+   run message carries the next tasks of the chain, which the agent runs
+   straight after it and which are leased to it, result in hand, once the
+   task before them is in (no round trip per task);
 2. lets agents whose recheck policy says so look at the scoreboard, and
    (with ``backup_stragglers``) gives work running far longer than expected
    a backup copy on another agent;
@@ -82,6 +85,12 @@ COUNTERS_EVERY = 1.0
 """Seconds between the counters snapshots written to the event log."""
 STRAGGLER_MIN_SECONDS = 0.5
 """Work is never a straggler before it has run this long."""
+FOLLOW_BELOW = 0.002
+"""Chains run back to back in one agent when the median task takes less than this (s) ..."""
+FOLLOW_MAX = 32
+"""... at most this many tasks ahead ..."""
+FOLLOW_BUDGET = 0.02
+"""... and for at most this many seconds after the task they follow started."""
 
 
 @dataclass
@@ -231,6 +240,14 @@ class Coordinator:
         self._last_flush = 0.0
         self._last_counters = 0.0
         self.stats = RunStats()
+        self._children: dict[str, list[str]] = {n: [] for n in wf.tasks}
+        for name, spec in wf.tasks.items():
+            for dep in spec.after:
+                self._children[dep].append(name)
+        self._alternatives = {b for spec in wf.tasks.values() for b in spec.branches}
+        self._follow: dict[tuple[str, int], tuple[str, int, int]] = {}
+        self._preruns: dict[int, Result] = {}
+        self._pseudo = 0
         self.rechecks = Rechecks(options.recheck, self.sched, self.stats)
         self._provisional_at: dict[tuple[str, int], float] = {}
         self._durations: list[float] = []
@@ -407,8 +424,12 @@ class Coordinator:
                 self.rechecks.lost(agent)
                 self._event("agent_lost", agent=agent)
                 self._apply(self.sched.agent_lost(agent, now), now)
+            for result in results:  # work run ahead first, so its parents find it
+                if result.token < 0:
+                    self._preruns[result.token] = result
             for result in results:
-                self._complete(result, now)
+                if result.token >= 0:
+                    self._complete(result, now)
             take = getattr(executor, "take_released", None)
             if take is not None:
                 self._released(executor, take(), now)
@@ -508,6 +529,8 @@ class Coordinator:
                                    invariants=list(self.invariants_of.get(lease.task, [])))
             else:
                 f.msg = Work(lease.token, self.run.id, lease.task, lease.attempt, self.run.params, seed, f.inputs)
+                if getattr(executor, "follow_ons", False):
+                    self._plan_follow_ons(f.msg)
                 self.summary[lease.task].state = "running"
                 self.progress("task", {"task": lease.task, "state": "running"})
                 if lease.speculative:
@@ -524,6 +547,68 @@ class Coordinator:
                 for msg in msgs:
                     executor.submit(agent, msg)
         return hits
+
+    # -- chains run back to back ------------------------------------------
+    def _successor(self, task: str) -> str | None:
+        """The task that can run straight after ``task`` on its outputs alone, if exactly one."""
+        children = self._children.get(task, ())
+        if len(children) != 1:
+            return None
+        child = children[0]
+        spec, cspec = self.wf.tasks[task], self.wf.tasks[child]
+        if spec.branches or child in self._alternatives or cspec.role != spec.role or spec.quorum.k:
+            return None
+        if self.sched.state_of(child) is not State.PENDING:
+            return None
+        if any(d != task and self.sched.state_of(d) is not State.COMMITTED for d in cspec.after):
+            return None
+        return child
+
+    def _plan_follow_ons(self, msg: Work) -> None:
+        """On chains of short tasks, let the agent run the next ones straight after ``msg``."""
+        recent = self._durations[-64:]
+        if len(recent) < 8 or statistics.median(recent) > FOLLOW_BELOW:
+            return
+        prev, prev_attempt = msg.task, msg.attempt
+        while len(msg.then) < FOLLOW_MAX:
+            child = self._successor(prev)
+            if child is None:
+                break
+            self._pseudo -= 1
+            attempt = self.sched.attempt_of(child)
+            inputs, _ = self._inputs(child)
+            inputs = {ref: i for ref, i in inputs.items() if not ref.startswith(f"{prev}/")}
+            msg.then.append(Work(self._pseudo, self.run.id, child, attempt, self.run.params, self._seed[child], inputs))
+            self._follow[(prev, prev_attempt)] = (child, attempt, self._pseudo)
+            prev, prev_attempt = child, attempt
+        if msg.then:
+            msg.budget = FOLLOW_BUDGET
+
+    def _chase(self, task: str, attempt: int, agent: str, now: float) -> None:
+        """``task`` finished on ``agent``: if that agent already ran its successor on
+        these very outputs, lease the successor to it and take the result."""
+        nxt = self._follow.pop((task, attempt), None)
+        if nxt is None:
+            return
+        child, child_attempt, pseudo = nxt
+        result = self._preruns.pop(pseudo, None)
+        ck = self.ckpt_of.get(task)
+        if result is None or result.agent != agent or ck is None or ck.attempt != attempt or self._ex is None:
+            return
+        info = self._ex.agents.get(agent)
+        if info is None or self.sched.attempt_of(child) != child_attempt:
+            return
+        lease = self.sched.claim_task(agent, info.roles, child, now)
+        if lease is None:
+            return
+        inputs, parents = self._inputs(child)
+        key = B.cache_key(task_hash=self.task_hash[child], inputs={r: i.sha256 for r, i in inputs.items()},
+                          params=self.run.params, seed=self._seed[child], env_fp=self.env.fp)
+        self.inflight[lease.token] = _InFlight(lease, agent, inputs, parents, key, now)
+        self.stats.counts["ran_ahead"] += 1
+        self._event("dispatched", child, lease.attempt, agent, {"kind": "run", "token": lease.token, "ran_ahead": True})
+        result.token = lease.token
+        self._complete(result, now)
 
     # -- work stealing and stragglers ---------------------------------------
     def _steal(self, executor: Executor, idle: list[str]) -> None:
@@ -633,6 +718,7 @@ class Coordinator:
             self._durations.append(max(0.0, outcome.finished - outcome.started))
         if outcome.ok:
             self._finish_run(flight, outcome, now)
+            self._chase(flight.lease.task, flight.lease.attempt, result.agent, now)
         else:
             self._write(flight, outcome, "failed", now)
             self.summary[flight.lease.task].error = outcome.error

@@ -66,7 +66,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from headwater.runtime.agent import Cancelled, Result, VerifyWork, Work, handle, release_scratch
+from headwater.runtime.agent import Cancelled, Result, VerifyWork, Work, follow_ons, handle, release_scratch
 from headwater.spec import Workflow
 from headwater.store.artifacts import ArtifactStore
 
@@ -226,14 +226,17 @@ def _agent_loop(agent_id: str, wf: Workflow, inbox, outbox, artifacts_url: str, 
             if msg is not None:
                 try:
                     result = handle(wf, agent_id, msg, artifacts, claims)
+                    if not unsent:
+                        oldest = time.monotonic()
+                    unsent.append(result)
+                    if isinstance(msg, Work) and msg.then:
+                        for work, res in follow_ons(wf, agent_id, msg, result, artifacts, claims):
+                            q.current = work.token
+                            unsent.append(res)
                     q.current = None
                 except Cancelled:
                     q.current = None
                     unsent.append(("released", [msg.token]))
-                else:
-                    if not unsent:
-                        oldest = time.monotonic()
-                    unsent.append(result)
             if unsent and (not q.items or len(unsent) >= RESULT_BATCH or time.monotonic() - oldest >= RESULT_DELAY):
                 send(unsent)
                 unsent = []
@@ -340,6 +343,7 @@ class LocalProcessExecutor:
         self._unsent: dict[str, _Link] = {}
         self.agents: dict[str, AgentInfo] = {}
         self.fork_guard = fork_guard
+        self.follow_ons = True  # agents run ``Work.then`` (see the agent module)
         for slot in range(n_agents):
             self._spawn(slot)
 

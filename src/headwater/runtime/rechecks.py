@@ -36,7 +36,7 @@ class RunStats:
     """Shell-side counters and latency samples, beside the core's counters."""
 
     KEYS = ("rechecks", "notifications", "deferred_cancels", "stolen", "steal_requests", "backups",
-            "backup_wins", "cache_hits", "checkpoints", "cancels_sent")
+            "backup_wins", "cache_hits", "checkpoints", "cancels_sent", "ran_ahead")
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = dict.fromkeys(self.KEYS, 0)

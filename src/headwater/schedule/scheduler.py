@@ -292,19 +292,35 @@ class Scheduler:
                     best = h
             if best is None:
                 break
-            rec = tasks[heapq.heappop(best)[2]]
-            inputs = C.inputs_of(st, rec)
-            lease = C.new_lease(st, rec, agent, now, "run", inputs)
-            rec.run_token, rec.producer, rec.inputs = lease.token, agent, inputs
-            for i, a in inputs:
-                tasks[i].dependents.append((rec.idx, rec.attempt))
-            C.set_bucket(st, rec, 0)
-            C.transition(st, rec, State.LEASED)
-            st.counters["claims"] += 1
-            if inputs:
-                st.counters["speculative_claims"] += 1
-            leases.append(lease)
+            leases.append(self._lease_run(tasks[heapq.heappop(best)[2]], agent, now))
         return leases
+
+    def claim_task(self, agent: str, roles: Iterable[str], task: str, now: float) -> Lease | None:
+        """A run lease on ``task`` itself, if it is READY (and due) and of one of ``roles``; else None.
+
+        For a shell that already knows which task an agent should take next
+        (it ran it ahead, straight after the task it depends on); ordering
+        among other READY tasks is not consulted.
+        """
+        st = self._begin(now)
+        rec = self._rec(task)
+        if rec.state is not State.READY or rec.defn.role not in _roles(roles) or rec.not_before > now:
+            return None
+        return self._lease_run(rec, agent, now)
+
+    def _lease_run(self, rec: TaskRecord, agent: str, now: float) -> Lease:
+        st = self._st
+        inputs = C.inputs_of(st, rec)
+        lease = C.new_lease(st, rec, agent, now, "run", inputs)
+        rec.run_token, rec.producer, rec.inputs = lease.token, agent, inputs
+        for i, a in inputs:
+            st.tasks[i].dependents.append((rec.idx, rec.attempt))
+        C.set_bucket(st, rec, 0)
+        C.transition(st, rec, State.LEASED)
+        st.counters["claims"] += 1
+        if inputs:
+            st.counters["speculative_claims"] += 1
+        return lease
 
     def claim_verification(self, agent: str, roles: Iterable[str], now: float, limit: int = 1) -> list[Lease]:
         """Verify leases on up to ``limit`` PROVISIONAL attempts of ``roles`` that need approvals.

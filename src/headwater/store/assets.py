@@ -10,20 +10,25 @@ one changed the status in between (compare-and-set), together with the
 audit records, in one transaction.
 
 Blast radius. :class:`StoreEdges` implements the pure core's
-:class:`~headwater.oversight.EdgeSource` with a few indexed queries per
-hop of the breadth-first walk, over whole frontiers at once (IN lists of
-up to :data:`FRONTIER_CHUNK` ids): consumers of asset versions through
-``ix_asset_use_kind_name_version``, outputs through the
-``checkpoint_artifact`` primary key, their in-run consumers through
-``ix_checkpoint_artifact_sha256``, claims through
-``ix_claim_value_checkpoint`` and their consumers again through the
-asset-use index (a claim's version is its producing checkpoint's id cut
-to :data:`CLAIM_VERSION_LEN` characters, so no extra rows are needed).
+:class:`~headwater.oversight.EdgeSource` with three statements per hop of
+the breadth-first walk, each over the whole frontier, bound as one
+parameter (a JSON array read by ``json_each`` on SQLite, a text array
+``unnest``-ed on PostgreSQL), so the SQL is compiled once whatever the
+frontier's size. Every lookup is index-only (migration 0002):
+consumers of asset versions through ``ix_asset_use_lineage``, outputs
+through the ``checkpoint_artifact`` primary key and their consumers
+through ``ix_checkpoint_artifact_lineage``, claims through
+``ix_claim_value_lineage`` and their consumers again through the asset-use
+index (a claim's version is its producing checkpoint's id cut to
+:data:`CLAIM_VERSION_LEN` characters, so no extra rows are needed), and a
+checkpoint's run, task and status through ``ix_checkpoint_lineage``.
+Rows are read as plain tuples from the driver.
 The cost grows with the size of the radius, not of the graph.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,8 +52,11 @@ from headwater.store.records import EventRecord
 CLAIM_VERSION_LEN = 12
 """A claim version is the producing checkpoint's id cut to this many characters."""
 
-FRONTIER_CHUNK = 2000
-"""Ids per IN list in the lineage queries (well under both dialects' limits)."""
+FRONTIER_CHUNK = 50_000
+"""Frontier ids per lineage query (bound as one JSON or array parameter)."""
+
+IN_CHUNK = 2000
+"""Values per IN list elsewhere (well under both dialects' parameter limits)."""
 
 
 def split_subject(subject: str) -> tuple[str, str, str]:
@@ -123,7 +131,7 @@ class CanaryRecord:
         return f"{self.kind}:{self.name}@{self.version}"
 
 
-def _chunks(items: Sequence[str], size: int = FRONTIER_CHUNK) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[str], size: int = IN_CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -192,56 +200,88 @@ class StoreEdges:
             for chunk in _chunks(vs):
                 query = sa.select(au.c.name, au.c.version, au.c.checkpoint_id).where(
                     au.c.kind == kind, au.c.name == name, au.c.version.in_(chunk), au.c.direction == "consumed")
-                out.extend(tuple(r) for r in self.conn.execute(query))
+                out.extend(tuple(r) for r in self.conn.execute(query).all())
         return out
 
-    def artifact_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str | None]]:
+    def _ids(self) -> Any:
+        """A table of the frontier's ids, bound as one parameter ``ids``: ``json_each``
+        on SQLite, ``unnest`` of a text array on PostgreSQL. One compiled statement
+        per query, whatever the frontier's size."""
+        if self.conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            return sa.func.unnest(sa.bindparam("ids", type_=ARRAY(sa.String))).table_valued("value") \
+                .render_derived(name="ids")
+        return sa.func.json_each(sa.bindparam("ids")).table_valued("value").alias("ids")
+
+    def _bind(self, ids: Sequence[str]) -> dict[str, Any]:
+        return {"ids": list(ids) if self.conn.dialect.name == "postgresql" else json.dumps(list(ids))}
+
+    def _query(self, name: str) -> sa.Select:
+        key = (self.conn.dialect.name, name)
+        if key not in _QUERIES:
+            _QUERIES[key] = getattr(self, f"_build_{name}")(self._ids())
+        return _QUERIES[key]
+
+    @staticmethod
+    def _build_artifacts(ids: Any) -> sa.Select:
         o, i = t.checkpoint_artifact.alias("o"), t.checkpoint_artifact.alias("i")
-        c1, c2 = t.checkpoint.alias("c1"), t.checkpoint.alias("c2")
+        return (
+            sa.select(o.c.checkpoint_id, o.c.sha256, i.c.checkpoint_id)
+            .select_from(ids)
+            .join(o, sa.and_(o.c.checkpoint_id == ids.c.value, o.c.direction == "out"))
+            .outerjoin(i, sa.and_(i.c.sha256 == o.c.sha256, i.c.direction == "in"))
+        )
+
+    @staticmethod
+    def _build_claims(ids: Any) -> sa.Select:
+        cv, au = t.claim_value, t.asset_use
+        version = sa.func.substr(cv.c.checkpoint_id, 1, CLAIM_VERSION_LEN)
+        return (
+            sa.select(cv.c.checkpoint_id, cv.c.key, version.label("version"), au.c.checkpoint_id)
+            .select_from(ids)
+            .join(cv, cv.c.checkpoint_id == ids.c.value)
+            .outerjoin(au, sa.and_(au.c.kind == "claim", au.c.name == cv.c.key,
+                                   au.c.version == version, au.c.direction == "consumed"))
+        )
+
+    @staticmethod
+    def _build_details(ids: Any) -> sa.Select:
+        c = t.checkpoint
+        return (sa.select(c.c.id, c.c.run_id, c.c.workflow, c.c.task, c.c.status, c.c.seq)
+                .select_from(ids).join(c, c.c.id == ids.c.value))
+
+    def _rows(self, name: str, ids: Sequence[str]) -> list[tuple]:
+        """Plain tuples straight from the driver: lineage rows hold strings and
+        integers only, and a large radius reads hundreds of thousands of them."""
+        result = self.conn.execute(self._query(name), self._bind(ids))
+        try:
+            return result.cursor.fetchall()
+        finally:
+            result.close()
+
+    def artifact_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str | None]]:
         out: list[tuple[str, str, str | None]] = []
-        for chunk in _chunks(list(ckpts)):
-            query = (
-                sa.select(o.c.checkpoint_id, o.c.sha256, c2.c.id)
-                .select_from(o)
-                .join(c1, c1.c.id == o.c.checkpoint_id)
-                .outerjoin(i, sa.and_(i.c.sha256 == o.c.sha256, i.c.direction == "in"))
-                .outerjoin(c2, sa.and_(c2.c.id == i.c.checkpoint_id, c2.c.run_id == c1.c.run_id))
-                .where(o.c.checkpoint_id.in_(chunk), o.c.direction == "out")
-            )
-            rows = list(self.conn.execute(query))
-            linked = {(p, s) for p, s, c in rows if c is not None}
-            bare: set[tuple[str, str]] = set()
-            for producer, sha, consumer in rows:
-                if consumer is not None:
-                    out.append((producer, sha, consumer))
-                elif (producer, sha) not in linked and (producer, sha) not in bare:
-                    bare.add((producer, sha))
-                    out.append((producer, sha, None))
+        for chunk in _chunks(list(ckpts), FRONTIER_CHUNK):
+            out.extend(self._rows("artifacts", chunk))
         return out
 
     def claim_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str, str | None]]:
-        cv, au = t.claim_value, t.asset_use
-        version = sa.func.substr(cv.c.checkpoint_id, 1, CLAIM_VERSION_LEN)
         out: list[tuple[str, str, str, str | None]] = []
-        for chunk in _chunks(list(ckpts)):
-            query = (
-                sa.select(cv.c.checkpoint_id, cv.c.key, version.label("version"), au.c.checkpoint_id)
-                .select_from(cv)
-                .outerjoin(au, sa.and_(au.c.kind == "claim", au.c.name == cv.c.key,
-                                       au.c.version == version, au.c.direction == "consumed"))
-                .where(cv.c.checkpoint_id.in_(chunk))
-            )
-            out.extend(tuple(r) for r in self.conn.execute(query))
+        for chunk in _chunks(list(ckpts), FRONTIER_CHUNK):
+            out.extend(self._rows("claims", chunk))
         return out
 
     def details(self, ckpts: Sequence[str]) -> dict[str, CheckpointInfo]:
-        c = t.checkpoint
         out: dict[str, CheckpointInfo] = {}
-        for chunk in _chunks(list(ckpts)):
-            query = sa.select(c.c.id, c.c.run_id, c.c.workflow, c.c.task, c.c.status, c.c.seq).where(c.c.id.in_(chunk))
-            for cid, run, wf, task, status, seq in self.conn.execute(query):
-                out[cid] = CheckpointInfo(cid, run, wf, task, status, seq)
+        for chunk in _chunks(list(ckpts), FRONTIER_CHUNK):
+            for row in self._rows("details", chunk):
+                out[row[0]] = CheckpointInfo._make(row)
         return out
+
+
+_QUERIES: dict[tuple[str, str], sa.Select] = {}
+"""The lineage statements, built once per dialect (SQLAlchemy then caches their SQL)."""
 
 
 class OversightStore:

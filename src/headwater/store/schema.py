@@ -127,6 +127,8 @@ checkpoint = sa.Table(
     sa.Index("ix_checkpoint_cache_key", "cache_key"),
     sa.Index("ix_checkpoint_workflow_task_created", "workflow", "task", "created_at"),
     sa.Index("ix_checkpoint_run_seq", "run_id", "seq", unique=True),
+    # Covering for lineage walks: a checkpoint's run and place without reading its bundle (0002).
+    sa.Index("ix_checkpoint_lineage", "id", "run_id", "workflow", "task", "status", "seq"),
 )
 
 artifact = sa.Table(
@@ -154,7 +156,8 @@ checkpoint_artifact = sa.Table(
         ["checkpoint_id"], ["checkpoint.id"], name="fk_checkpoint_artifact_checkpoint"
     ),
     sa.ForeignKeyConstraint(["sha256"], ["artifact.sha256"], name="fk_checkpoint_artifact_artifact"),
-    sa.Index("ix_checkpoint_artifact_sha256", "sha256"),
+    # Covering for lineage: who consumed these bytes (migration 0002).
+    sa.Index("ix_checkpoint_artifact_lineage", "sha256", "direction", "checkpoint_id"),
 )
 
 claim_value = sa.Table(
@@ -170,7 +173,7 @@ claim_value = sa.Table(
     sa.PrimaryKeyConstraint("id", name="pk_claim_value"),
     sa.ForeignKeyConstraint(["checkpoint_id"], ["checkpoint.id"], name="fk_claim_value_checkpoint"),
     sa.Index("ix_claim_value_key", "key"),
-    sa.Index("ix_claim_value_checkpoint", "checkpoint_id"),
+    sa.Index("ix_claim_value_lineage", "checkpoint_id", "key"),
 )
 
 asset_use = sa.Table(
@@ -184,7 +187,7 @@ asset_use = sa.Table(
     sa.Column("direction", sa.String(), nullable=False),
     sa.PrimaryKeyConstraint("id", name="pk_asset_use"),
     sa.ForeignKeyConstraint(["checkpoint_id"], ["checkpoint.id"], name="fk_asset_use_checkpoint"),
-    sa.Index("ix_asset_use_kind_name_version", "kind", "name", "version"),
+    sa.Index("ix_asset_use_lineage", "kind", "name", "version", "direction", "checkpoint_id"),
     sa.Index("ix_asset_use_checkpoint", "checkpoint_id"),
 )
 

@@ -44,9 +44,19 @@ BOOTSTRAP = 2000
 LEVEL = 0.95
 
 
-def _interval(num: np.ndarray, den: np.ndarray, *, transform=lambda r: r, seed: int = 0) -> dict[str, float]:
-    """``transform(sum(num) / sum(den))`` and its percentile bootstrap interval over replicates."""
+def _interval(num: np.ndarray, den: np.ndarray, *, transform=lambda r: r, seed: int = 0,
+              groups: np.ndarray | None = None) -> dict[str, float]:
+    """``transform(sum(num) / sum(den))`` and its percentile bootstrap interval over replicates.
+
+    With ``groups`` (one label per replicate), replicates with the same
+    label (the same fleet seed in several regimes) are summed first and
+    resampled together.
+    """
     num, den = np.asarray(num, float), np.asarray(den, float)
+    if groups is not None:
+        labels, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        num = np.bincount(inverse, weights=num, minlength=len(labels))
+        den = np.bincount(inverse, weights=den, minlength=len(labels))
     n = len(num)
     total = den.sum()
     point = transform(num.sum() / total) if total else math.nan
@@ -61,18 +71,13 @@ def _interval(num: np.ndarray, den: np.ndarray, *, transform=lambda r: r, seed: 
     return {"value": float(point), "lo": float(lo), "hi": float(hi), "n": int(n)}
 
 
-def _mean(values: np.ndarray) -> dict[str, float]:
-    return _interval(np.asarray(values, float), np.ones(len(values)))
+def _mean(values: np.ndarray, groups: np.ndarray | None = None) -> dict[str, float]:
+    return _interval(np.asarray(values, float), np.ones(len(values)), groups=groups)
 
 
-def _reduction(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
+def _reduction(new: np.ndarray, old: np.ndarray, groups: np.ndarray | None = None) -> dict[str, float]:
     """Share of ``old`` avoided by ``new`` (1 - new/old), with its interval."""
-    return _interval(new, old, transform=lambda r: 1.0 - r)
-
-
-def _overhead(cost: np.ndarray, base: np.ndarray) -> dict[str, float]:
-    """``cost`` relative to ``base`` (extra compute as a share of the fleet's work)."""
-    return _interval(cost, base)
+    return _interval(new, old, transform=lambda r: 1.0 - r, groups=groups)
 
 
 def _shared(rep: dict[str, Any]) -> list[str]:
@@ -80,9 +85,24 @@ def _shared(rep: dict[str, Any]) -> list[str]:
 
 
 def summarize_regime(regime: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of one regime (see the module docstring)."""
+    """The numbers of one regime (see the module docstring).
+
+    A pooled pseudo-regime (replicates of several regimes) is resampled by
+    fleet seed, so that one seed's replicates in different regimes count as
+    one draw.
+    """
     reps = regime["replicates"]
     outs = {s: [r["outcomes"][s] for r in reps] for s in STRATEGIES}
+    g = np.array([r["seed"] for r in reps])
+
+    def mean(values: np.ndarray) -> dict[str, float]:
+        return _mean(values, g)
+
+    def reduction(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
+        return _reduction(new, old, g)
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> dict[str, float]:
+        return _interval(num, den, groups=g)
 
     def arr(s: str, f) -> np.ndarray:
         return np.array([f(o) for o in outs[s]], float)
@@ -114,34 +134,34 @@ def summarize_regime(regime: dict[str, Any]) -> dict[str, Any]:
                     lat.append(o["latency"][e])
         num, den = stopped(s, "none")
         strategies[s] = {
-            "corrupt": _mean(corrupt[s]),
-            "standing": _mean(standing[s]),
-            "prevented": _reduction(corrupt[s], corrupt["none"]),
-            "contained": _reduction(standing[s], standing["none"]),
-            "cascades": _mean(arr(s, lambda o: sum(1 for r in o["reach"].values() if r >= 2))),
-            "stopped": _interval(num, den),
-            "consumed_corrupt": _mean(arr(s, lambda o: o["consumed_corrupt"])),
-            "overhead": _overhead(total[s] - total["none"], total["none"]),
+            "corrupt": mean(corrupt[s]),
+            "standing": mean(standing[s]),
+            "prevented": reduction(corrupt[s], corrupt["none"]),
+            "contained": reduction(standing[s], standing["none"]),
+            "cascades": mean(arr(s, lambda o: sum(1 for r in o["reach"].values() if r >= 2))),
+            "stopped": ratio(num, den),
+            "consumed_corrupt": mean(arr(s, lambda o: o["consumed_corrupt"])),
+            "overhead": ratio(total[s] - total["none"], total["none"]),
             "compute": {k: float(np.mean(arr(s, lambda o, k=k: o["compute"][k]))) for k in COMPUTE},
-            "delay": _mean(arr(s, lambda o: sum(o["delay"].values()))),
-            "false_alarms": _mean(arr(s, lambda o: o["false_alarms"])),
-            "false_alarm_hours": _mean(arr(s, lambda o: o["false_alarm_hours"])),
+            "delay": mean(arr(s, lambda o: sum(o["delay"].values()))),
+            "false_alarms": mean(arr(s, lambda o: o["false_alarms"])),
+            "false_alarm_hours": mean(arr(s, lambda o: o["false_alarm_hours"])),
             "detected": {"share": found / planted if planted else math.nan, "planted": planted,
                          "median_hours": float(np.median(lat)) if lat else math.nan},
-            "workflows_failed": _mean(arr(s, lambda o: o["workflows_failed"])),
+            "workflows_failed": mean(arr(s, lambda o: o["workflows_failed"])),
         }
     num, den = stopped("both", "per-workflow")
     infra = {
-        "standing": _reduction(standing["both"], standing["per-workflow"]),
-        "corrupt": _reduction(corrupt["both"], corrupt["per-workflow"]),
-        "stopped": _interval(num, den),
-        "cost": _overhead(total["both"] - total["per-workflow"], total["none"]),
-        "delay": _mean(arr("both", lambda o: sum(o["delay"].values())) -
+        "standing": reduction(standing["both"], standing["per-workflow"]),
+        "corrupt": reduction(corrupt["both"], corrupt["per-workflow"]),
+        "stopped": ratio(num, den),
+        "cost": ratio(total["both"] - total["per-workflow"], total["none"]),
+        "delay": mean(arr("both", lambda o: sum(o["delay"].values())) -
                        arr("per-workflow", lambda o: sum(o["delay"].values()))),
         "false_alarms": strategies["both"]["false_alarms"],
-        "alone_standing": _reduction(standing["infrastructure"], standing["none"]),
-        "alone_corrupt": _reduction(corrupt["infrastructure"], corrupt["none"]),
-        "alone_cost": _overhead(total["infrastructure"] - total["none"], total["none"]),
+        "alone_standing": reduction(standing["infrastructure"], standing["none"]),
+        "alone_corrupt": reduction(corrupt["infrastructure"], corrupt["none"]),
+        "alone_cost": ratio(total["infrastructure"] - total["none"], total["none"]),
     }
     lo = infra["standing"]["lo"]
     hi = infra["standing"]["hi"]

@@ -89,11 +89,10 @@ from headwater.oversight import (
 )
 from headwater.study.fleet import DRAWS, REF_KIND, StageDef
 from headwater.study.lineage import IndexedLineage, ckpt_id, result_of
+from headwater.study.sim import INFRA
 
 S = AssetStatus
 BAD = frozenset({S.DEGRADED, S.RETRACTED})
-INFRA = 9
-"""The simulator's event kind for infrastructure events."""
 
 BREAKER_POLICY = Policy(
     "breaker",

@@ -202,5 +202,5 @@ class Params:
         return self.horizon_days * 24.0
 
 
-QUICK = dict(n_workflows=70, horizon_days=70.0, arrival_days=35.0, n_shared=25)
+QUICK = dict(n_workflows=50, horizon_days=50.0, arrival_days=25.0, n_shared=25)
 """Overrides for ``--quick``: a smaller fleet over a shorter period."""

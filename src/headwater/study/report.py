@@ -30,8 +30,22 @@ AXES = {
     "cost": "Cost of global signals",
     "bespoke": "Share of bespoke assets",
     "length": "Workflow length",
+    "errors": "Where the errors are",
     "risk": "Risks oversight adds",
 }
+
+
+def map_cells(regimes: list[dict[str, Any]]) -> dict[tuple[float, float], dict[str, Any]]:
+    """The regime map: ``(zipf, signal)`` -> regime, with the baseline as the cell at the defaults
+    when the map's grid has that row and column."""
+    cells = {(r["changes"]["zipf"], r["changes"]["signal"]): r for r in regimes if r["axis"] == "map"}
+    zipfs, sigs = {z for z, _ in cells}, {g for _, g in cells}
+    for r in regimes:
+        if r["axis"] == "baseline":
+            key = (r["changes"].get("zipf"), r["changes"].get("signal"))
+            if key[0] in zipfs and key[1] in sigs:
+                cells[key] = r
+    return cells
 
 
 def require_plots():
@@ -71,7 +85,7 @@ def headline(s: dict[str, Any]) -> list[str]:
         f"by {fmt(inf['standing'])} and corrupted results ever committed by {fmt(inf['corrupt'])}; "
         f"it stopped {fmt(inf['stopped'])} of the cascades per-workflow oversight let stand, "
         f"at {fmt(inf['cost'])} extra compute (of the fleet's work), "
-        f"{_num(inf['delay']['value'])} stage-hours of extra delay and "
+        f"a change of {inf['delay']['value']:+.0f} stage-hours of delay and "
         f"{_num(inf['false_alarms']['value'], 1)} false alarms per replicate.",
         f"Infrastructure oversight alone (vs none) cut standing corrupted results by {fmt(inf['alone_standing'])} "
         f"and committed ones by {fmt(inf['alone_corrupt'])}, at {fmt(inf['alone_cost'])} extra compute; "
@@ -117,10 +131,9 @@ def write_report(out: Path, sweep: list[dict[str, Any]], summaries: list[dict[st
     out.mkdir(parents=True, exist_ok=True)
     by_name = {s["name"]: s for s in summaries}
     base = by_name["baseline"]
-    concentrated = pooled(sweep, "top-5 reach > 50%",
-                          lambda r: r["axis"] == "map" and _reach(r) > 0.5)
-    spread = pooled(sweep, "top-5 reach <= 50%",
-                    lambda r: r["axis"] == "map" and _reach(r) <= 0.5)
+    grid = {id(r) for r in map_cells(sweep).values()}
+    concentrated = pooled(sweep, "top-5 reach > 50%", lambda r: id(r) in grid and _reach(r) > 0.5)
+    spread = pooled(sweep, "top-5 reach <= 50%", lambda r: id(r) in grid and _reach(r) <= 0.5)
     summary = {"meta": meta, "baseline": base, "concentrated": concentrated, "spread": spread,
                "regimes": summaries}
     (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=1, allow_nan=False))
@@ -153,8 +166,10 @@ def write_report(out: Path, sweep: list[dict[str, Any]], summaries: list[dict[st
             f"- Where they reach at most half ({spread['replicates']} replicates): standing cut "
             f"{fmt(sp['standing'])}, cascades stopped {fmt(sp['stopped'])}, extra compute {fmt(sp['cost'])}.", "",
         ]
+    cells = map_cells(summaries)
     lines += ["## Regime map: concentration x predictive power of global signals", "",
-              *map_table(summaries), "", *margin_table([s for s in summaries if s["axis"] == "map"]), ""]
+              *map_table(summaries), "", *margin_table(sorted(cells.values(), key=lambda s: (
+                  s["changes"]["zipf"], s["changes"]["signal"]))), ""]
     for axis, title in AXES.items():
         rows = [base] + [s for s in summaries if s["axis"] == axis]
         if len(rows) > 1:
@@ -194,7 +209,7 @@ def jsonable(x: Any) -> Any:
 
 
 def map_table(summaries: list[dict[str, Any]]) -> list[str]:
-    cells = {(s["changes"]["zipf"], s["changes"]["signal"]): s for s in summaries if s["axis"] == "map"}
+    cells = map_cells(summaries)
     if not cells:
         return []
     zipfs = sorted({z for z, _ in cells})
@@ -239,7 +254,7 @@ def make_plots(out: Path, summaries: list[dict[str, Any]]) -> list[str]:
     plt.close(fig)
     files.append("cascade_sizes.png")
 
-    cells = {(s["changes"]["zipf"], s["changes"]["signal"]): s for s in summaries if s["axis"] == "map"}
+    cells = map_cells(summaries)
     if cells:
         zipfs = sorted({z for z, _ in cells})
         sigs = sorted({g for _, g in cells})

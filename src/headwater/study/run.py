@@ -11,7 +11,7 @@ from headwater.study.analysis import summarize
 from headwater.study.report import require_plots, write_report
 from headwater.study.sweep import base_params, default_workers, plan, run_sweep
 
-DEFAULT_REPLICATES = 6
+DEFAULT_REPLICATES = 5
 QUICK_REPLICATES = 4
 
 

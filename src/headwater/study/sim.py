@@ -37,6 +37,8 @@ Per-workflow owners react to a refutation: a workflow's own bug is fixed in
 ``local_fix_hours``; otherwise they investigate for ``investigation_hours``
 and, with ``p_root_cause``, trace it to the shared asset, pin their own
 workflow off it and report it upstream (a fix follows in ``fix_hours``).
+Either way, once they know the error they withdraw and re-run their own
+results it touched; other workflows are not told.
 Every shared error is also found from outside the fleet at its
 ``external`` time. A fix reaches a workflow that locked its versions only if
 it heeds the advisory (``p_heed``). The infrastructure strategies add
@@ -55,7 +57,7 @@ from headwater.study.fleet import DRAWS, Fleet, StageDef, WorkflowDef
 from headwater.study.ledger import Outcome, Record, reconcile, summarize
 from headwater.study.params import STRATEGIES
 
-START, DONE, VERDICT, WAKE, RELEASE, EXTERNAL, FIX, FAULT, LOCALFIX, INFRA = range(10)
+START, DONE, VERDICT, WAKE, RELEASE, EXTERNAL, FIX, FAULT, LOCALFIX, OWNRERUN, INFRA = range(11)
 """Event kinds, in the order they are handled when several fall at the same time."""
 
 RUNNING, FINISHED, CLOSED = 0, 1, 2
@@ -74,7 +76,17 @@ class Version:
 
 @dataclass(slots=True, eq=False)
 class Attempt:
-    """One attempt of one stage, as the shell tracks it."""
+    """One attempt of one stage, as the shell tracks it.
+
+    ``begin``/``end`` bound its compute (``begin`` is NaN while a throttle
+    holds it, ``paused_since`` and ``pause_cause`` say since when and why).
+    What it computed is fixed when it begins: the ``versions`` and ``node``
+    it used, its ``origins`` (planted errors it carries) and ``own`` (those
+    it got directly rather than from an input), its claim ``value`` and the
+    ``shift`` errors put on it, the result it ``consumed`` (``cross``: a
+    corrupted one from another workflow that passed its error on), its chain
+    ``parent``, and the suspect versions that ``sandbox`` its outputs.
+    """
 
     run: Run
     stage: StageDef
@@ -105,7 +117,16 @@ class Attempt:
 
 @dataclass(slots=True, eq=False)
 class Run:
-    """One workflow's current run (a new generation after each restart)."""
+    """One workflow's current run (a new generation after each restart).
+
+    ``env`` are the versions locked when the workflow started, ``pins`` and
+    ``avoid`` its owners' own workarounds (versions, nodes), ``hold_until``
+    when its owners let it continue. ``worker`` is the attempt its worker
+    agent holds; ``vlease`` its verifier's lease as ``(token, attempt,
+    start, cost, auto-approved)``. ``committed`` maps stage -> result of
+    this generation, ``ever_committed`` the stages committed in any, and
+    ``read`` the claim each stage last read.
+    """
 
     wf: WorkflowDef
     gen: int
@@ -116,7 +137,7 @@ class Run:
     hold_until: float = 0.0
     wake_at: float = math.inf
     worker: Attempt | None = None
-    vlease: tuple[int, Attempt, float, float] | None = None
+    vlease: tuple[int, Attempt, float, float, bool] | None = None
     attempts: dict[tuple[int, int], Attempt] = field(default_factory=dict)
     committed: dict[int, int] = field(default_factory=dict)
     ever_committed: set[int] = field(default_factory=set)
@@ -147,6 +168,7 @@ class Simulation:
         self.results: list[Record] = []
         self.attempts: list[Attempt] = []
         self.runs: dict[int, Run] = {}
+        self.retired: list[Run] = []
         self.claims: dict[int, list[int]] = {}
         self.versions: dict[int, list[Version]] = {}
         self.faults: dict[int, dict[int, int]] = {}
@@ -192,7 +214,7 @@ class Simulation:
         handlers = {
             START: self._on_start, DONE: self._on_done, VERDICT: self._on_verdict, WAKE: self._on_wake,
             RELEASE: self._on_release, EXTERNAL: self._on_external, FIX: self._on_fix, FAULT: self._on_fault,
-            LOCALFIX: self._on_local_fix,
+            LOCALFIX: self._on_local_fix, OWNRERUN: self._on_own_rerun,
         }
         while self._events and self._events[0][0] <= self.horizon:
             time, kind, _, payload = heapq.heappop(self._events)
@@ -251,6 +273,7 @@ class Simulation:
             new.attempts[(j, a)] = run.attempts[(j, a)]
         new.done = sched.done
         run.done = True
+        self.retired.append(run)
         self.runs[wf.idx] = new
         self.pump(new)
         return new
@@ -271,10 +294,9 @@ class Simulation:
         if self.verify and run.vlease is None:
             for lease in run.sched.claim_verification(f"v{run.wf.idx}", ("verifier",), now):
                 att = run.attempts[(_stage_of(lease.task), lease.attempt)]
-                cost = self.p.verify_cost * att.stage.hours
-                if self.infra is not None and self.infra.auto_approves(run):
-                    cost = 0.0
-                run.vlease = (lease.token, att, now, cost)
+                auto = self.infra is not None and self.infra.auto_approves(run)
+                cost = 0.0 if auto else self.p.verify_cost * att.stage.hours
+                run.vlease = (lease.token, att, now, cost, auto)
                 self.push(now + cost, VERDICT, (run, lease.token))
 
     def _wake(self, run: Run, at: float) -> None:
@@ -354,7 +376,7 @@ class Simulation:
             return vs[-1]
         return vs[run.pins.get(asset, run.env.get(asset, vs[-1].no)) - 1]
 
-    def node_version(self, pool: int, node: int, epoch_of: int | None = None) -> int:
+    def node_version(self, pool: int, node: int, epoch_of: int | None = None) -> int | None:
         """The compute "version" of ``node``: the node and its epoch (a fault, a repair start a new one).
 
         With ``epoch_of`` (a compute error), the version the node had while
@@ -362,7 +384,7 @@ class Simulation:
         """
         if epoch_of is not None:
             epoch = self.fault_epoch.get(epoch_of)
-            return None if epoch is None else node + 1 + 1000 * epoch  # type: ignore[return-value]
+            return None if epoch is None else node + 1 + 1000 * epoch
         return node + 1 + 1000 * self.epoch.get((pool, node), 0)
 
     def fault_at(self, pool: int, version: int) -> int | None:
@@ -427,7 +449,7 @@ class Simulation:
         """The result whose claim under ``key`` a stage of ``run`` reads: the newest usable one."""
         for r in reversed(self.claims.get(key, ())):
             res = self.results[r]
-            if res.wf == run.wf.idx:
+            if res.wf == run.wf.idx or res.retracted:
                 continue
             if self.infra is not None and not self.infra.consumable(res):
                 continue
@@ -451,11 +473,10 @@ class Simulation:
         run, token = payload
         if run.vlease is None or run.vlease[0] != token:
             return
-        _, att, _, _ = run.vlease
+        _, att, _, _, auto = run.vlease
         self._end_verification(run, partial=False)
         slot = (att.attempt - 1) % DRAWS
         u = att.stage.u_verify[slot]
-        auto = self.infra is not None and self.infra.auto_approves(run)
         if auto:
             approve = True
         elif att.origins:
@@ -476,7 +497,7 @@ class Simulation:
         self.pump(run)
 
     def _end_verification(self, run: Run, partial: bool) -> None:
-        token, att, start, cost = run.vlease  # type: ignore[misc]
+        _, _, start, cost, _ = run.vlease  # type: ignore[misc]
         self.out.compute["verification"] += min(cost, self.now - start) if partial else cost
         run.vlease = None
 
@@ -545,6 +566,7 @@ class Simulation:
             self.detect(e, now)
             self._hold(run, now + p.local_fix_hours)
             self.local_fix(e, now + p.local_fix_hours)
+            self.push(now, OWNRERUN, (run.wf.idx, e))
             return
         found = now + p.investigation_hours
         self._hold(run, found)
@@ -553,6 +575,7 @@ class Simulation:
         e = min(att.own) if att.own else min(att.origins)
         err = self.fleet.errors[e]
         self.detect(e, found)
+        self.push(found, OWNRERUN, (run.wf.idx, e))
         if err.kind == "local":
             self.local_fix(e, found + p.local_fix_hours)
             return
@@ -563,6 +586,40 @@ class Simulation:
         if self.infra is not None:
             self.infra.on_root_cause(e, found)
         self.report(e, found)
+
+    def _on_own_rerun(self, payload: tuple[int, int]) -> None:
+        """Owners who found error ``e`` withdraw and re-run their own results it touched.
+
+        They know their own workflow: the stages that used a version or node
+        carrying ``e``, that read a claim they now know is wrong, or (their
+        own bug) the buggy stage; everything after the first of them is
+        re-run. Nobody else is told: that is what the infrastructure adds.
+        """
+        wf, e = payload
+        run = self.runs.get(wf)
+        if run is None:
+            return
+        err = self.fleet.errors[e]
+        hit = []
+        for j, r in run.committed.items():
+            res = self.results[r]
+            if res.retracted:
+                continue
+            if err.kind == "local" and err.wf == wf:
+                touched = j >= err.stage
+            elif err.kind == "compute":
+                touched = (err.asset, self.node_version(err.asset, err.node, epoch_of=e)) in res.versions
+            else:
+                touched = any(a == err.asset and e in self.versions[a][v - 1].errors for a, v in res.versions)
+            if touched or (res.consumed >= 0 and e in self.results[res.consumed].origins):
+                hit.append(j)
+        if not hit:
+            return
+        first = min(hit)
+        for j, r in run.committed.items():
+            if j >= first:
+                self.results[r].retracted = True
+        self.restart(run, first)
 
     def _known_good(self, asset: int, e: int) -> int:
         good = [v.no for v in self.versions[asset] if not v.errors]
@@ -624,9 +681,6 @@ class Simulation:
         if e in self.fixed:
             return
         err = self.fleet.errors[e]
-        if err.kind == "compute" and e not in self.fault_epoch:
-            self.push(err.time, FIX, e)
-            return
         self.fixed.add(e)
         if err.kind == "compute":
             self.faults.get(err.asset, {}).pop(err.node, None)

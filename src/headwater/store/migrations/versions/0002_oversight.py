@@ -1,5 +1,5 @@
 """Oversight: assets, version statuses, pins, policies, canaries, trust marks
-and the oversight audit log.
+and the oversight audit log; covering indexes for lineage walks.
 
 Revision ID: 0002
 Revises: 0001
@@ -112,7 +112,25 @@ def upgrade() -> None:
     op.create_index("ix_audit_run_id", "audit", ["run_id"])
     op.create_index("ix_audit_ts", "audit", ["ts"])
 
+    # Blast radius walks the lineage with index-only lookups: these replace
+    # narrower indexes of 0001 (same leading columns, so every query those
+    # served is still served) and add one on checkpoint.
+    op.drop_index("ix_checkpoint_artifact_sha256", table_name="checkpoint_artifact")
+    op.create_index("ix_checkpoint_artifact_lineage", "checkpoint_artifact", ["sha256", "direction", "checkpoint_id"])
+    op.drop_index("ix_claim_value_checkpoint", table_name="claim_value")
+    op.create_index("ix_claim_value_lineage", "claim_value", ["checkpoint_id", "key"])
+    op.drop_index("ix_asset_use_kind_name_version", table_name="asset_use")
+    op.create_index("ix_asset_use_lineage", "asset_use", ["kind", "name", "version", "direction", "checkpoint_id"])
+    op.create_index("ix_checkpoint_lineage", "checkpoint", ["id", "run_id", "workflow", "task", "status", "seq"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_checkpoint_lineage", table_name="checkpoint")
+    op.drop_index("ix_asset_use_lineage", table_name="asset_use")
+    op.create_index("ix_asset_use_kind_name_version", "asset_use", ["kind", "name", "version"])
+    op.drop_index("ix_claim_value_lineage", table_name="claim_value")
+    op.create_index("ix_claim_value_checkpoint", "claim_value", ["checkpoint_id"])
+    op.drop_index("ix_checkpoint_artifact_lineage", table_name="checkpoint_artifact")
+    op.create_index("ix_checkpoint_artifact_sha256", "checkpoint_artifact", ["sha256"])
     for table in ("audit", "checkpoint_mark", "canary", "policy", "asset_pin", "asset_version", "asset"):
         op.drop_table(table)
