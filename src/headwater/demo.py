@@ -150,8 +150,8 @@ def _num(v):
 
 
 def fleet_story(ws, fleet_dir: Path, console: Console | None, result: dict) -> bool:
-    """Sections 7-13 of the demo: oversight of a fleet sharing a claim and a library."""
-    from headwater.commands.oversight import render_audit, render_findings, render_radius, render_rerun, render_reports
+    """Sections 7-14 of the demo: oversight of a fleet sharing a claim and a library."""
+    from headwater.commands.oversight import render_findings, render_radius, render_reports
     from headwater.runtime.fleet import Fleet, load_policies
     from headwater.runtime.rerun import rerun_affected
 
@@ -170,9 +170,10 @@ def fleet_story(ws, fleet_dir: Path, console: Console | None, result: dict) -> b
         claims = [f"{c.key}={_num(c.value)}" for ck in ws.store.list_checkpoints(summary.run_id, status="committed")
                   for c in ck.claims]
         held = [t.name for t in summary.tasks if t.state == "paused"]
-        state = {"succeeded": "[green]succeeded[/]", "interrupted": "[yellow]paused[/]"}.get(summary.status, summary.status)
-        say(f"  {name:<18} run {summary.run_id[:8]}  {state:<22} {', '.join(claims):<28}"
-            f"{' held: ' + ', '.join(held) if held else ''} {note}")
+        word = {"succeeded": "ok", "interrupted": "paused"}.get(summary.status, summary.status)
+        colour = {"ok": "green", "paused": "yellow"}.get(word, "red")
+        what = ", ".join(claims) or ("held: " + ", ".join(held) if held else "")
+        say(f"  {name:<17} {summary.run_id[:8]} [{colour}]{word:<6}[/] {what:<24} [dim]{note}[/]")
         return summary
 
     rule("7. a fleet: five ways to measure one tower; two use the shared claim g and one library")
@@ -184,7 +185,7 @@ def fleet_story(ws, fleet_dir: Path, console: Console | None, result: dict) -> b
     say(f"  monitors: {len(clean.findings.inconsistencies)} inconsistencies")
 
     rule("8. a silent error: gravimetry re-run with a transcription error in the pendulum length")
-    bad_run = go("gravimetry", {"typo": "true"}, note="(every check inside passes)")
+    bad_run = go("gravimetry", {"typo": "true"}, note="every check inside passes")
     bad = f"claim:g@{ws.store.list_checkpoints(bad_run.run_id, status='committed')[-1].id[:12]}"
     out["bad_version"] = bad
     for name in ("tower-drop", "tower-pendulum"):
@@ -215,30 +216,33 @@ def fleet_story(ws, fleet_dir: Path, console: Console | None, result: dict) -> b
     for p in policies:
         stored = fleet.apply_policy(p, mode="shadow")
         say(f"  policy {stored.name} v{stored.version}: shadow")
-    shadow_run = go("tower-pendulum", seed=4, note="(shadow: would have paused, see audit)")
+    shadow_run = go("tower-pendulum", seed=4, note="shadow: would have paused")
     out["shadow_ran"] = shadow_run.status == "succeeded"
     for p in policies:
         stored = fleet.apply_policy(p, mode="enforced")
         say(f"  policy {stored.name} v{stored.version}: enforced")
-    mon = go("monument", seed=5, note="(its tower.height is tainted: sandboxed)")
-    drop = go("tower-drop", seed=5, note="(production: rerouted to the last good g)")
-    paused = go("tower-pendulum", seed=5, note="(exploratory: paused)")
-    free = go("tower-shadow", seed=5, note="(does not use g: unaffected)")
+    mon = go("monument", seed=5, note="uses a tainted claim: sandboxed")
+    drop = go("tower-drop", seed=5, note="production: rerouted to the last good g")
+    paused = go("tower-pendulum", seed=5, note="exploratory: paused")
+    free = go("tower-shadow", seed=5, note="does not use g: runs as usual")
     out["sandboxed"] = bool(ws.store.marks([ck.id for ck in ws.store.list_checkpoints(mon.run_id)]))
     used = [u.version for ck in ws.store.list_checkpoints(drop.run_id) for u in ck.uses if u.kind == "claim"]
     out["rerouted_to"] = used[0] if used else None
     out["paused_run"] = paused.status
     out["unaffected_ran"] = free.status == "succeeded"
-    if console:
-        render_audit(console, [r for r in ws.store.audit_log(limit=60) if r.actor.startswith("policy:")
-                               or r.action in ("hold", "stop", "sandbox")][-9:])
+    say("  audit log (automated actions name their policy and version):")
+    for r in ws.store.audit_log(limit=80):
+        if r.actor.startswith("policy:") and r.mode in ("enforced", "shadow") and not r.action.startswith("alert") \
+                or r.action in ("hold", "stop"):
+            who = f"{r.policy} v{r.policy_version} {r.mode}" if r.policy else r.actor
+            say(f"    {who:<28} {r.action:<40} {(r.run_id or '')[:8]}/{r.task or '-'}")
 
     rule("12. the fix: a new g is gated behind a canary, passes, and reopens the flow")
     fixed = go("gravimetry", seed=1)
     new = f"claim:g@{ws.store.list_checkpoints(fixed.run_id, status='committed')[-1].id[:12]}"
     s_new = ws.store.version_status(new)
     say(f"  {new}: {s_new.label if s_new else 'trusted'} (the breaker on g is open: canary first)")
-    go("tower-drop-canary", seed=6, note="(tagged canary: runs on the candidate)")
+    go("tower-drop-canary", seed=6, note="tagged canary: runs on the candidate")
     canaries = ws.store.canaries(subject=new)
     out["canary"] = canaries[-1].status if canaries else None
     for rec in ws.store.version_records("claim", "g"):
@@ -248,11 +252,17 @@ def fleet_story(ws, fleet_dir: Path, console: Console | None, result: dict) -> b
     rr = rerun_affected(ws, bad, workers=2)
     out["rerun"] = [{"run": r.run_id, "workflow": r.workflow, "why": r.why, "recomputed": r.recomputed,
                      "kept": r.kept, "status": r.status} for r in rr.runs]
-    if console:
-        render_rerun(console, rr)
+    say(f"  {len(rr.runs)} dependent runs; {rr.cache_invalidated} cache entries voided; nothing else ran")
+    for r in rr.runs:
+        moved = "; ".join(f"{k} {'(new)' if a is None else _num(a)} -> {_num(b)}"
+                          for c in r.changes for k, (a, b) in c.claims.items())
+        say(f"  {r.workflow:<15} {r.run_id[:8]} {r.why:<8} redo {', '.join(r.recomputed):<9} "
+            f"keep {', '.join(r.kept) or '-':<8} {moved}")
     after = fleet.run_monitors(apply=False)
     out["inconsistencies_after"] = len(after.findings.inconsistencies)
     say(f"  monitors after the rerun: {len(after.findings.inconsistencies)} inconsistencies")
+
+    rule("14. risks oversight adds: what the fleet leans on, and what no monitor watches")
     if console:
         render_reports(console, fleet.reports())
     return bool(

@@ -347,3 +347,27 @@ def test_shadow_and_staged_policies_at_dispatch(ws, write_wf):
     name = "mixed-k6"
     staged = run(ws, write_wf(MIXED.format(key="k6", tag="x")))
     assert (staged.status == "interrupted") == (stage_fraction("roll", name) < 0.5)
+
+
+def test_a_use_dispatch_could_not_foresee_is_sandboxed_after_the_fact(ws, write_wf):
+    fleet = Fleet(ws.store)
+    prod = run(ws, write_wf(PRODUCER.format(key="k7")))
+    fleet.flag(f"claim:k7@{claim_version(ws, prod, 'k7')}", "wrong", trip=True)
+    enforce(fleet, Rule(Match(kinds="claim"), (pause(),)))
+    hidden = write_wf('''
+from headwater import Workflow
+wf = Workflow("hidden-k7")
+wf.param("key", "str", default="k7")
+
+@wf.task()
+def read(ctx):
+    ctx.claim("hidden.out", 3 * ctx.use("claim:" + ctx.params["key"]))
+''')
+    summary = run(ws, hidden)
+    assert summary.ok  # nothing told dispatch it would use the claim
+    ck = ws.store.list_checkpoints(summary.run_id)[0]
+    assert ws.store.marks([ck.id])[ck.id][0] == "untrusted"
+    rec = [r for r in ws.store.audit_log(run_id=summary.run_id) if r.action == "sandbox"][0]
+    assert rec.reason.startswith("used after dispatch")
+    assert [v.untrusted for v in ws.store.claim_versions("hidden.out")] == [True]
+    assert ws.store.version_status(f"claim:hidden.out@{ck.id[:12]}") is S.SUSPECT  # tainted at birth

@@ -46,6 +46,19 @@ def _node(label: str) -> str:
     return label
 
 
+def _path(path) -> str:
+    """A linking path, with each claim shown by key after the checkpoint that published it."""
+    out: list[str] = []
+    prev = ""
+    for label in path:
+        if label.startswith("claim:") and prev.startswith("ckpt:") and label.endswith("@" + prev[5:17]):
+            out.append(label.rpartition("@")[0])
+        else:
+            out.append(_node(label))
+        prev = label
+    return " -> ".join(out)
+
+
 def _outcome(outcome, as_json: bool, title: str) -> None:
     cli = _cli()
     if as_json:
@@ -86,11 +99,11 @@ def render_radius(console, radius, paths: int = 5) -> None:
     for wf, hits in sorted(per_wf.items()):
         nearest = min(hits, key=lambda h: (h.depth, h.seq or 0))
         table.add_row(wf, str(len({h.run_id for h in hits})), str(len(hits)), str(claims_by.get(wf, 0)),
-                      " -> ".join(_node(p) for p in nearest.path) + f" ({nearest.task})")
+                      _path(nearest.path) + f" ({nearest.task})")
     console.print(table)
     deepest = sorted(radius.claims.values(), key=lambda h: -h.depth)[:paths]
     for h in deepest:
-        console.print(f"  {h.id}  [dim]{' -> '.join(_node(p) for p in h.path)}[/]")
+        console.print(f"  {h.id}: [dim]{_path(h.path)}[/]")
 
 
 def register(app: typer.Typer) -> None:  # noqa: C901 - one command per nested function

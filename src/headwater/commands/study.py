@@ -43,6 +43,12 @@ def register(app: typer.Typer) -> None:
 
         Example: headwater study --quick --out /tmp/study
         """
+        try:
+            import numpy  # noqa: F401  (the simulator's random generators)
+        except ImportError:
+            from headwater.errors import OptionalDependency
+
+            raise OptionalDependency("headwater study", "study") from None
         from headwater.study import run_study
 
         err = Console(stderr=True, highlight=False)

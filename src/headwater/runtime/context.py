@@ -342,29 +342,28 @@ def _scan(fn: Callable[..., Any], depth: int) -> TaskScan:
     return TaskScan(libraries, tuple(dict.fromkeys(refs)))
 
 
-@functools.lru_cache(maxsize=None)
 def _distributions(module: str) -> tuple[str, ...]:
     """The installed distributions that provide top-level module ``module``."""
-    from importlib import metadata
+    from headwater.checkpoint.env import module_distributions
 
-    return tuple(sorted({d.lower() for d in metadata.packages_distributions().get(module, [])}))
+    return tuple(sorted(module_distributions().get(module, [])))
 
 
-@functools.lru_cache(maxsize=None)
 def _distribution_version(module_or_dist: str) -> str:
-    """Installed version of a distribution (or of the one providing a module).
+    """Installed version of a distribution (or of the one providing a module),
+    from the process-wide package list of the environment fingerprint."""
+    from headwater.checkpoint.env import installed_packages, module_distributions, normalise_name
 
-    Cached per process: the module-to-distribution map scans every
-    installed distribution.
-    """
-    from importlib import metadata
-
-    try:
-        return metadata.version(module_or_dist)
-    except metadata.PackageNotFoundError:
-        for dist in metadata.packages_distributions().get(module_or_dist, []):
-            try:
-                return metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                continue
+    packages = _packages(installed_packages)
+    name = normalise_name(module_or_dist)
+    if name in packages:
+        return packages[name]
+    for dist in module_distributions().get(module_or_dist, []):
+        if dist in packages:
+            return packages[dist]
     return "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def _packages(reader: Callable[[], dict[str, str]]) -> dict[str, str]:
+    return reader()

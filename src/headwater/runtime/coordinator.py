@@ -75,6 +75,7 @@ from headwater.store.records import ArtifactRecord, CheckpointRecord, EventRecor
 
 ProgressFn = Callable[[str, dict], None]
 
+WRITER_PROCESS_MIN = 200  # tasks in a run before signing and writing move to a child process
 FLUSH_INTERVAL = 0.05
 """Results reach the store writer at most this many seconds after they arrive ..."""
 FLUSH_BATCH = 500
@@ -347,7 +348,9 @@ class Coordinator:
                                          "recheck": self.options.recheck})
         if self.options.predict == "history":
             self._note_history()
-        self.writer = StoreWriter(self.store, self.ws.key)
+        # A writer process pays off when there are many checkpoints to overlap
+        # with scheduling; for small runs its start-up costs more than it saves.
+        self.writer = StoreWriter(self.store, self.ws.key, process=len(self.wf.tasks) >= WRITER_PROCESS_MIN)
         try:
             executor = self._executor or self._make_executor()
         except BaseException:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from headwater.oversight.engine import Decision, Snapshot, decide, resolve
-from headwater.oversight.policy import Dependent, Exposure
+from headwater.oversight.policy import Dependent, Exposure, evaluate
 from headwater.oversight.refs import parse_ref
 from headwater.oversight.registry import Implementations, implementations
 from headwater.oversight.routing import Candidate, Choice, choose
@@ -398,6 +398,8 @@ class DispatchGuard:
         own = {f"{u.kind}:{u.name}@{u.version}" for u in ck.uses if u.direction == "consumed"}
         self.lineage[ck.id] = frozenset(own | parents)
         now = self.clock()
+        if ck.task not in self.sandboxed and ck.status != "failed":
+            self._after_the_fact(ck, now)
         if ck.task in self.sandboxed:
             self.untrusted.add(ck.id)
             self.store.mark_checkpoints([ck.id], "untrusted", self.sandboxed[ck.task], now)
@@ -418,6 +420,30 @@ class DispatchGuard:
                 Fleet(self.store, clock=self.clock).taint_new(subject, cause[0], cause[1], run_id=self.run.id)
             elif snap.open_breaker("claim", claim.key) or f"claim:{claim.key}" in snap.gated:
                 Fleet(self.store, clock=self.clock).gate_new_version(subject, run_id=self.run.id)
+
+    def _after_the_fact(self, ck: CheckpointRecord, now: float) -> None:
+        """A task used a version its dispatch did not foresee (a claim named at
+        run time, say): if policies would have paused or sandboxed it, its
+        result is sandboxed now."""
+        snap = self.snapshot(now)
+        if not snap.policies:
+            return
+        exposures = []
+        for ref in sorted(self.lineage.get(ck.id, ())):
+            kind, _, rest = ref.partition(":")
+            name, _, version = rest.rpartition("@")
+            status = snap.status(kind, name, version)
+            if status is not AssetStatus.TRUSTED:
+                exposures.append(Exposure(kind, name, version, status))
+        if not exposures:
+            return
+        dep = Dependent(self.run.id, self.wf.name, ck.task, self.dependent.tags, self.run.campaign)
+        directive = evaluate(snap.policies, dep, exposures, None)
+        if directive.pause or directive.sandbox:
+            why = "; ".join(directive.reasons())
+            self.sandboxed[ck.task] = f"used after dispatch: {why}"
+            self._audit(AuditRecord(ts=now, actor="runtime", action="sandbox", subject=f"run:{self.run.id}",
+                                    reason=self.sandboxed[ck.task], run_id=self.run.id, task=ck.task))
 
     def _taint_source(self, ckpt: str, snap: Snapshot) -> tuple[str, AssetStatus] | None:
         """The first version in a checkpoint's lineage that taints its claims:

@@ -169,6 +169,7 @@ def summarize_regime(regime: dict[str, Any]) -> dict[str, Any]:
         else "too few replicates"
     return {
         "name": regime["name"], "axis": regime["axis"], "label": regime["label"], "changes": regime["changes"],
+        "reference": regime.get("reference", "baseline"),
         "replicates": len(reps),
         "top5_reach": float(np.mean([r["top5_reach"] for r in reps])),
         "errors": {"shared": float(np.mean([len(_shared(r)) for r in reps])),

@@ -92,7 +92,6 @@ from headwater.study.lineage import IndexedLineage, ckpt_id, result_of
 from headwater.study.sim import INFRA
 
 S = AssetStatus
-BAD = frozenset({S.DEGRADED, S.RETRACTED})
 
 BREAKER_POLICY = Policy(
     "breaker",
@@ -129,7 +128,22 @@ class Plan:
 
 
 class Infrastructure:
-    """The oversight core applied to one simulation; see the module docstring."""
+    """The oversight core applied to one simulation; see the module docstring.
+
+    State, as the store would keep it: ``status`` (by ``(asset, version)``)
+    and ``statuses`` (by ``kind:name@version``, what the :class:`Snapshot`
+    reads) for every version with a status on record; ``policies`` and the
+    ``snapshot`` built from them; ``lineage`` of every committed result, with
+    ``refs`` (the versions behind each result, its run's ancestors included)
+    and ``obs`` (its claim as the inconsistency monitor sees it);
+    ``claim_status`` for tainted claims and ``sandboxed`` results; the
+    monitors' inputs (``verifications``, ``redundant`` calls, ``promoted``
+    versions and their ``uses``); the breaker's ``sources`` per version;
+    ``cleared`` versions left alone until a time; ``opened`` versions whose
+    breaker opened; ``evidence`` (the disagreeing results behind an
+    inconsistency); a synchronized rollout's ``batch``. ``audit`` counts the
+    audit records written.
+    """
 
     def __init__(self, sim) -> None:
         self.sim = sim

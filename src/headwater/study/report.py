@@ -171,7 +171,7 @@ def write_report(out: Path, sweep: list[dict[str, Any]], summaries: list[dict[st
               *map_table(summaries), "", *margin_table(sorted(cells.values(), key=lambda s: (
                   s["changes"]["zipf"], s["changes"]["signal"]))), ""]
     for axis, title in AXES.items():
-        rows = [base] + [s for s in summaries if s["axis"] == axis]
+        rows = _axis_rows(summaries, axis)
         if len(rows) > 1:
             lines += [f"## {title}", "", *margin_table(rows), ""]
     if figures:
@@ -188,6 +188,14 @@ def write_report(out: Path, sweep: list[dict[str, Any]], summaries: list[dict[st
               "- *Verdict*: `wins` when the interval of the standing cut lies above zero, `loses` below.", ""]
     (out / "report.md").write_text("\n".join(lines))
     return summary
+
+
+def _axis_rows(summaries: list[dict[str, Any]], axis: str) -> list[dict[str, Any]]:
+    """The regimes of one axis, after the regime they are compared with."""
+    rows = [s for s in summaries if s["axis"] == axis]
+    by_name = {s["name"]: s for s in summaries}
+    refs = [by_name[n] for n in dict.fromkeys(s["reference"] for s in rows) if n in by_name]
+    return refs + rows
 
 
 def _reach(regime: dict[str, Any]) -> float:
@@ -288,7 +296,7 @@ def make_plots(out: Path, summaries: list[dict[str, Any]]) -> list[str]:
     if axes:
         fig, panels = plt.subplots(1, len(axes), figsize=(3.2 * len(axes), 4.0), squeeze=False)
         for ax, (axis, title) in zip(panels[0], axes):
-            rows = [base] + [s for s in summaries if s["axis"] == axis]
+            rows = _axis_rows(summaries, axis)
             xs = range(len(rows))
             val = [100 * r["infra"]["standing"]["value"] for r in rows]
             lo = [100 * (r["infra"]["standing"]["value"] - r["infra"]["standing"]["lo"]) for r in rows]

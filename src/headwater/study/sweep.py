@@ -12,8 +12,9 @@ with some fields changed, and a place on one axis of the study:
 * ``errors`` -- where the silent errors are: mostly local bugs, or mostly
   in shared assets (``p_local_bug``, ``shared_errors``);
 * ``risk`` -- the risks oversight adds, each switched on for sure (a bad
-  global policy, monitors blind to one error kind, synchronized rollouts,
-  monoculture) or all off.
+  global policy that the rollout gates miss, monitors blind to one error
+  kind, synchronized rollouts, monoculture) or all off, with strong global
+  signals (where the monitors matter), against the map's cell there.
 
 :func:`plan` lists the regimes of the default run or of ``--quick``.
 :func:`run_sweep` runs ``replicates`` replicates of each regime; a
@@ -48,6 +49,8 @@ class Regime:
     axis: str
     changes: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    reference: str = "baseline"
+    """The regime this one is compared with in the report."""
 
     def params(self, base: Params) -> Params:
         return base.with_(**self.changes)
@@ -83,15 +86,18 @@ def plan(quick: bool = False) -> list[Regime]:
                           "mostly local bugs"))
     regimes.append(Regime("errors mostly shared", "errors", {"p_local_bug": 0.03, "shared_errors": 8.0},
                           "mostly shared-asset errors"))
+    # risks matter where infrastructure oversight works: with strong global signals
+    strong = {"zipf": default.zipf, "signal": 8.0}
     risks = {
         "no risks": {"p_bad_policy": 0.0, "p_blind": 0.0, "reuse_uplift": 1.0},
-        "bad policy": {"p_bad_policy": 1.0},
+        "bad policy past the gates": {"p_bad_policy": 1.0, "p_detect_bad_policy": 0.0},
         "blind monitors": {"p_blind": 1.0},
         "synchronized rollouts": {"synchronized": True},
         "monoculture": {"reuse_uplift": 1.5, "auto_upgrade": True},
     }
     for name, ch in risks.items():
-        regimes.append(Regime(f"risk {name}", "risk", ch, name))
+        regimes.append(Regime(f"risk {name}", "risk", {**strong, **ch}, f"{name} (signal 8)",
+                              reference=f"map z={default.zipf:g} s=8"))
     return regimes
 
 
@@ -168,7 +174,7 @@ def run_sweep(regimes: Iterable[Regime], *, base: Params, replicates: int, seed:
     out = []
     for i, r in enumerate(regimes):
         out.append({
-            "name": r.name, "axis": r.axis, "label": r.label, "changes": dict(r.changes),
+            "name": r.name, "axis": r.axis, "label": r.label, "changes": dict(r.changes), "reference": r.reference,
             "params": r.params(base).as_dict(),
             "replicates": [done[(i, rep)] for rep in range(replicates)],
         })
