@@ -4,12 +4,14 @@ Generates a fleet-shaped lineage graph straight into a fresh store (bulk
 inserts through the store's own tables): ``--runs`` runs of 200 workflows,
 each a chain of ``--tasks`` checkpoints, each writing two artifacts of
 which the next consumes one; every checkpoint records seven asset uses
-(three libraries at several versions, a shared implementation, a dataset,
-a model, a compute pool); every fifth checkpoint publishes a claim, and a
-fifth of the runs start from a claim published by a recent run. Lineage edges
+(three libraries at several versions, a shared implementation, a dataset
+out of 100, a model out of 10, a compute pool; all chosen per run); every
+fifth checkpoint publishes a claim, and a fifth of the runs start from a
+claim published by a recent run. Lineage edges
 are the rows of ``asset_use``, ``checkpoint_artifact`` and ``claim_value``.
-Then it times ``Store.blast_radius`` for selectors whose radius goes from a
-handful of checkpoints to a fifth of the graph, and prints one table.
+Then it times ``Store.blast_radius`` (with the counts read) for selectors
+whose radius goes from a handful of checkpoints to half of the graph, and
+prints one table.
 
     python benchmarks/blast_radius.py [--runs 10000] [--tasks 10] [--repeat 3]
                                       [--pg postgresql://postgres@127.0.0.1:5432/test] [--no-pg]
@@ -41,8 +43,8 @@ from headwater.store import schema as t
 LIBS = {"numpy": ["1.26.4", "2.0.2", "2.1.3"], "scipy": ["1.11.1", "1.11.4", "1.12.0", "1.13.1", "1.14.0"],
         "pandas": ["2.1.4", "2.2.2"]}
 IMPLS = ["integrate/rk4@1.1", "integrate/rk4@1.2", "integrate/euler@1.0"]
-DATASETS = [f"survey-{i}" for i in range(20)]
-MODELS = [f"emulator-{i}" for i in range(5)]
+DATASETS = [f"survey-{i}" for i in range(100)]  # one per run: each in about 1% of runs
+MODELS = [f"emulator-{i}" for i in range(10)]  # one per run: each in about 10% of runs
 POOLS = ["cpu-a", "cpu-b", "gpu-a"]
 KEYS = [f"const.{i}" for i in range(50)]
 
@@ -65,6 +67,8 @@ def generate(store, runs: int, tasks: int, seed: int = 1) -> dict:
         pandas_v = rng.choice(LIBS["pandas"])
         impl = rng.choice(IMPLS)
         pool = rng.choice(POOLS)
+        dataset = rng.choice(DATASETS)
+        model = rng.choice(MODELS)
         prev_sha = None
         for k in range(tasks):
             n += 1
@@ -83,8 +87,8 @@ def generate(store, runs: int, tasks: int, seed: int = 1) -> dict:
             prev_sha = sha
             name, _, version = impl.partition("@")
             for kind, nm, v in (("lib", "numpy", numpy_v), ("lib", "scipy", scipy_v), ("lib", "pandas", pandas_v),
-                                ("lib", name, version), ("dataset", rng.choice(DATASETS), "1"),
-                                ("model", rng.choice(MODELS), "3"), ("compute", pool, "hw1")):
+                                ("lib", name, version), ("dataset", dataset, "1"),
+                                ("model", model, "3"), ("compute", pool, "hw1")):
                 uses.append({"checkpoint_id": cid, "kind": kind, "name": nm, "version": v, "direction": "consumed"})
             if k == 0 and published and rng.random() < 0.2:
                 key, producer = published[rng.randrange(max(0, len(published) - 2000), len(published))]
@@ -127,8 +131,8 @@ def time_queries(store, selectors: list[str], repeat: int) -> list[dict]:
         for _ in range(repeat):
             t0 = time.perf_counter()
             radius = store.blast_radius(selector)
+            c = radius.counts()
             times.append(time.perf_counter() - t0)
-        c = radius.counts()
         out.append({"selector": selector, "seconds": statistics.median(times), "max": max(times), **c})
     return out
 
@@ -139,7 +143,7 @@ def bench(url: str | None, root: Path, args) -> tuple[dict, list[dict]]:
         t0 = time.perf_counter()
         counts = generate(store, args.runs, args.tasks)
         counts["generate_seconds"] = time.perf_counter() - t0
-        selectors = [counts["claim"], "dataset:survey-3", "lib:scipy@1.11.1", "model:emulator-2",
+        selectors = [counts["claim"], "dataset:survey-7", "model:emulator-3", "lib:scipy@1.11.1",
                      "lib:integrate/euler@1.0", "lib:scipy@>=1.11,<1.12"]
         return counts, time_queries(store, selectors, args.repeat)
     finally:
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg", default=os.environ.get("HEADWATER_TEST_POSTGRES"))
     parser.add_argument("--no-pg", action="store_true")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     table = Table(title="blast radius (median of repeats)", title_justify="left")
     for col in ("store", "edges", "selector", "checkpoints", "runs", "claims", "seconds"):
         table.add_column(col, justify="right" if col in ("edges", "checkpoints", "runs", "claims", "seconds") else "left")

@@ -149,8 +149,11 @@ def _num(v):
     return f"{v:.4g}" if isinstance(v, float) else v
 
 
-def fleet_story(ws, fleet_dir: Path, console: Console | None, result: dict) -> bool:
-    """Sections 7-14 of the demo: oversight of a fleet sharing a claim and a library."""
+def fleet_story(ws, fleet_dir: Path, console: Console | None, result: dict, workers: int = 2) -> bool:
+    """Sections 7-14 of the demo: oversight of a fleet sharing a claim and a library.
+
+    Returns whether every step did what the story says; ``workers=0`` runs
+    the tasks inline (same decisions, no agent processes)."""
     from headwater.commands.oversight import render_findings, render_radius, render_reports
     from headwater.runtime.fleet import Fleet, load_policies
     from headwater.runtime.rerun import rerun_affected
@@ -166,7 +169,7 @@ def fleet_story(ws, fleet_dir: Path, console: Console | None, result: dict) -> b
     wfs["monument"] = load_workflow(fleet_dir / "monument.py")
 
     def go(name, params=None, seed=1, note=""):
-        summary = run_workflow(ws, wfs[name], params or {}, RunOptions(workers=2, seed=seed))
+        summary = run_workflow(ws, wfs[name], params or {}, RunOptions(workers=workers, seed=seed))
         claims = [f"{c.key}={_num(c.value)}" for ck in ws.store.list_checkpoints(summary.run_id, status="committed")
                   for c in ck.claims]
         held = [t.name for t in summary.tasks if t.state == "paused"]
@@ -190,23 +193,26 @@ def fleet_story(ws, fleet_dir: Path, console: Console | None, result: dict) -> b
     out["bad_version"] = bad
     for name in ("tower-drop", "tower-pendulum"):
         go(name, seed=2)
-    go("monument", seed=3)
+    go("monument", seed=3, note="no policy yet: runs on a tainted height")
 
-    rule("9. the inconsistency monitor points at the shared claim; the breaker trips")
-    report = fleet.run_monitors()
+    rule("9. the coordinator's inconsistency monitor pointed at the shared claim; the breaker tripped")
+    report = fleet.run_monitors(apply=False)
     if console:
         render_findings(console, report)
     top = report.findings.inconsistencies[0].suspects[0].asset if report.findings.inconsistencies else None
     out["top_suspect"] = top
+    for r in ws.store.audit_log(subject=bad):
+        say(f"  {r.actor:<22} {r.action:<8} {r.reason[:58]}")
     status = ws.store.version_status(bad)
     out["status_after_monitor"] = status.label if status else "trusted"
-    hops = max((int(t.record.signal.get("hops", 1)) for t in report.outcome.tainted), default=0)
-    out["tainted"] = len(report.outcome.tainted)
-    say(f"  {bad}: trusted -> suspect -> [red]{out['status_after_monitor']}[/];  {len(report.outcome.tainted)} claims "
-        f"built on it tainted (up to {hops} claim hops), {report.outcome.invalidated} cache entries voided")
+    radius = fleet.blast_radius(bad)
+    tainted = {k: v for k, v in ws.store.statuses_of(list(radius.claims)).items() if v is not None}
+    hops = max((sum(1 for p in radius.claims[k].path[1:] if p.startswith("claim:")) for k in tainted), default=0)
+    out["tainted"] = len(tainted)
+    say(f"  {len(tainted)} claims built on it are suspect (up to {hops} claim hops away); "
+        f"their cache entries are void")
 
     rule(f"10. blast radius of {bad}")
-    radius = fleet.blast_radius(bad)
     out["radius"] = radius.counts()
     if console:
         render_radius(console, radius, paths=3)
@@ -249,7 +255,7 @@ def fleet_story(ws, fleet_dir: Path, console: Console | None, result: dict) -> b
         say(f"  {rec.ref}: {rec.status.label:<9} {rec.reason or ''}")
 
     rule(f"13. rerun --affected-by {bad}: only what was built on it")
-    rr = rerun_affected(ws, bad, workers=2)
+    rr = rerun_affected(ws, bad, workers=workers)
     out["rerun"] = [{"run": r.run_id, "workflow": r.workflow, "why": r.why, "recomputed": r.recomputed,
                      "kept": r.kept, "status": r.status} for r in rr.runs]
     say(f"  {len(rr.runs)} dependent runs; {rr.cache_invalidated} cache entries voided; nothing else ran")

@@ -118,8 +118,14 @@ def test_the_oversight_story_from_the_command_line(env):
     assert "rerun --affected-by" in invoke("rerun", "--affected-by", subject, "--dry-run").output
 
 
-def test_pins_and_errors(env):
+def test_pins_registration_gates_and_errors(env):
     as_json("run", env / "producer.py", "--workers", "0")
+    rows = as_json("assets", "--register", "dataset:survey@2024-06", "--description", "field survey", "--all")
+    assert ("dataset:survey", "2024-06", "trusted") in {(r["asset"], r["version"], r["status"]) for r in rows}
+    assert as_json("canary", "gate", "dataset:survey")["gated"] is True
+    rows = as_json("assets", "--register", "dataset:survey@2024-07", "--kind", "dataset")
+    assert [(r["version"], r["status"]) for r in rows] == [("2024-06", "trusted"), ("2024-07", "revalidating")]
+    assert as_json("policy", "retire", "nothing") == {"policy": "nothing", "retired": False}
     invoke("pin", "lib:thing/impl@1.0", "--scope", "!canary", "--reason", "freeze")
     assert as_json("pin") == [{"kind": "lib", "name": "thing/impl", "version": "1.0", "scope": "!canary",
                                "reason": "freeze"}]

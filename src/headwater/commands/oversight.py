@@ -110,15 +110,25 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one command per nested f
     @app.command()
     def assets(
         kind: Optional[str] = typer.Option(None, "--kind", help="Only this kind: claim, lib, dataset, model, compute."),
-        all_: bool = typer.Option(False, "--all", help="Also list versions nobody consumed (claims only produced)."),
+        all_: bool = typer.Option(False, "--all", help="Also list versions only produced, never consumed."),
+        register: list[str] = typer.Option([], "--register", help="KIND:NAME[@VERSION] to register by hand; repeatable."),
+        description: str = typer.Option("", "--description", help="With --register: what the asset is."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
-        """List shared assets and their versions: status, and who uses them.
+        """List shared assets and their versions: status, and who uses them; register them by hand.
 
-        Example: headwater assets --kind claim
+        A version registered while its asset has an open breaker or a gate starts under a canary.
+        Example: headwater assets --register dataset:survey@2024-06 --description "field survey"
         """
         cli = _cli()
         ws, fleet = _fleet()
+        for ref in register:
+            out = fleet.register(ref, **({"description": description} if description else {}))
+            if not as_json:
+                for t in out.transitions:
+                    cli.console.print(f"registered {t.subject}: {_status(t.new.label)}")
+                for note in out.notes:
+                    cli.console.print(note)
         usage = ws.store.asset_usage()
         records = {r.ref: r for r in ws.store.version_records()}
         rows: dict[str, dict] = {}
@@ -138,8 +148,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one command per nested f
                 continue
             row = rows.setdefault(ref, {"asset": f"{r.kind}:{r.name}", "version": r.version, "consumers": 0,
                                         "runs": 0, "workflows": 0, "produced_by": 0})
-            row.update(status=r.status.label, reason=r.reason)
-        out = [r for r in rows.values() if all_ or r["consumers"] or r["status"] != "trusted"]
+            row.update(status=r.status.label, reason=r.reason, registered=True)
+        out = [r for r in rows.values() if all_ or r["consumers"] or r.get("registered")]
         out.sort(key=lambda r: (r["asset"], r["version"]))
         if as_json:
             return cli._emit(out)
@@ -328,13 +338,16 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one command per nested f
         asset: str = typer.Argument(..., help="KIND:NAME whose new versions start under a canary."),
         off: bool = typer.Option(False, "--off", help="Stop gating."),
         metric: list[str] = typer.Option([], "--metric", "-m", help="Tracked scalar for its canaries; repeatable."),
+        as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Gate an asset: every new version starts revalidating, behind a canary.
 
         Example: headwater canary gate lib:integrate --metric tower.height:tolerance:rtol=0.001
         """
         _, fleet = _fleet()
-        fleet.gate(asset, not off, metric)
+        data = fleet.gate(asset, not off, metric)
+        if as_json:
+            return _cli()._emit({"asset": asset, **data})
         _cli().console.print(f"{asset}: new versions {'start under a canary' if not off else 'are trusted at once'}")
 
     policy = typer.Typer(help="Oversight policies: apply (shadow, staged, enforced), list, show, retire.\n\n"
@@ -407,13 +420,15 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one command per nested f
         cli.console.print(yaml.safe_dump(found[-1].to_doc(), sort_keys=False))
 
     @policy.command("retire")
-    def policy_retire(name: str = typer.Argument(...)) -> None:
+    def policy_retire(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
         """Deactivate a policy (its versions stay in the history).
 
         Example: headwater policy retire shared-claims
         """
         _, fleet = _fleet()
         done = fleet.retire_policy(name)
+        if as_json:
+            return _cli()._emit({"policy": name, "retired": done})
         _cli().console.print(f"policy {name} {'retired' if done else 'was not active'}")
 
     monitors = typer.Typer(help="Fleet monitors: inconsistency, output shift, verification clusters, redundancy; "

@@ -14,10 +14,10 @@ The lineage graph spans every run and workflow. Its edges are
 that used any selected version, and keeps for every node reached the node it
 was first reached from, so each result carries the path that links it to
 the asset. The walk itself is pure: it asks an :class:`EdgeSource` for the
-edges of a whole frontier at a time. :class:`LineageGraph` is the in-memory
-source (tests, the study simulator); the store implements the same protocol
-with a few indexed queries per hop, which is what makes a million-edge graph
-answer in well under a second.
+edges out of a whole frontier at a time, with what is known of the
+checkpoints at their heads. :class:`LineageGraph` is the in-memory source
+(tests, the study simulator); the store answers each hop with one indexed
+statement, so the cost grows with the radius, not with the graph.
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ class EdgeSource(Protocol):
         """``(name, version, order)`` of every version of assets matching
         ``ref``'s kind and name; ``order`` None means "order by version"."""
 
-    def consumers_of(self, kind: str, versions: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
-        """``(name, version, checkpoint)`` for each consumed use of those versions."""
+    def consumers_of(self, kind: str, versions: Sequence[tuple[str, str]]) -> list[tuple[str, str, Any]]:
+        """``(name, version, checkpoint)`` for each consumed use of those versions;
+        the checkpoint as its :class:`CheckpointInfo` (or just its id, and
+        :meth:`details` is asked)."""
 
     def artifact_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str | None]]:
         """``(producer, sha256, consumer or None)``: outputs of ``ckpts`` and the
@@ -62,6 +64,20 @@ class EdgeSource(Protocol):
 
     def details(self, ckpts: Sequence[str]) -> dict[str, CheckpointInfo]:
         """Run, workflow, task, status and seq of each checkpoint."""
+
+    def hop(self, ckpts: Sequence[str]) -> Hop:
+        """:meth:`artifact_edges` and :meth:`claim_edges` of ``ckpts`` at once,
+        with :meth:`details` of every consumer they reach. Optional: without
+        it the walk calls the three (a database answers a hop with one
+        statement)."""
+
+
+class Hop(NamedTuple):
+    """The edges out of one frontier (see :meth:`EdgeSource.hop`)."""
+
+    artifacts: list[tuple[str, str, str | None]]
+    claims: list[tuple[str, str, str, str | None]]
+    info: dict[str, CheckpointInfo]
 
 
 @dataclass(slots=True)
@@ -231,22 +247,29 @@ def blast_radius(source: EdgeSource, ref: AssetRef, *, max_depth: int = 10_000) 
         return result
     links, depths, producers = result.links, result.depths, result.producers
     frontier: list[str] = []
-    for name, version, ck in sorted(source.consumers_of(ref.kind, selected)):
+    info = result.info
+    seeds = [(n, v, c if isinstance(c, str) else c[0], None if isinstance(c, str) else c)
+             for n, v, c in source.consumers_of(ref.kind, selected)]
+    for name, version, ck, i in sorted(seeds, key=lambda u: u[:3]):
         if ck not in links:
             links[ck] = (None, f"{ref.kind}:{name}@{version}")
             depths[ck] = 1
             frontier.append(ck)
-    info = result.info
-    info.update(source.details(frontier))
+            if i is not None:
+                info[ck] = i
+    missing = [c for c in frontier if c not in info]
+    if missing:
+        info.update(source.details(missing))
+    step = getattr(source, "hop", None) or (lambda ckpts: _compose_hop(source, ckpts))
     depth = 1
     while frontier and depth < max_depth:
         # Within a hop, the smallest (producer, via) wins, whatever order the
         # source returns edges in: the result is the same on every backend.
         found: dict[str, tuple[str, str]] = {}
-        edges = source.artifact_edges(frontier)
-        unknown = list({c for _, _, c in edges if c is not None and c not in info})
-        if unknown:
-            info.update(source.details(unknown))
+        edges, claim_edges, heads = step(frontier)
+        for ck, i in heads.items():
+            if ck not in info:
+                info[ck] = i
         for producer, sha, consumer in edges:
             label = "artifact:" + sha
             d = depths.get(label)
@@ -259,7 +282,7 @@ def blast_radius(source: EdgeSource, ref: AssetRef, *, max_depth: int = 10_000) 
                 old = found.get(consumer)
                 if old is None or link < old:
                     found[consumer] = link
-        for producer, key, version, consumer in source.claim_edges(frontier):
+        for producer, key, version, consumer in claim_edges:
             label = f"claim:{key}@{version}"
             d = depths.get(label)
             if d is None or (d == depth and producer < producers[label]):
@@ -275,10 +298,13 @@ def blast_radius(source: EdgeSource, ref: AssetRef, *, max_depth: int = 10_000) 
         for consumer in frontier:
             links[consumer] = found[consumer]
             depths[consumer] = depth
-        unknown = [c for c in frontier if c not in info]
-        if unknown:
-            info.update(source.details(unknown))
     return result
+
+
+def _compose_hop(source: Any, ckpts: Sequence[str]) -> Hop:
+    arts, claims = source.artifact_edges(ckpts), source.claim_edges(ckpts)
+    heads = {e[-1] for e in arts if e[-1] is not None} | {e[-1] for e in claims if e[-1] is not None}
+    return Hop(arts, claims, source.details(sorted(heads)))
 
 
 # ------------------------------------------------------- in-memory graph
@@ -321,10 +347,10 @@ class LineageGraph:
                     seen[key] = order
         return [(n, v, o) for (n, v), o in seen.items()]
 
-    def consumers_of(self, kind: str, versions: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    def consumers_of(self, kind: str, versions: Sequence[tuple[str, str]]) -> list[tuple[str, str, CheckpointInfo]]:
         wanted = set(versions)
-        return [(n, v, ck) for ck, k, n, v, d in self.uses
-                if d == "consumed" and k == kind and (n, v) in wanted]
+        return [(n, v, self.info[ck]) for ck, k, n, v, d in self.uses
+                if d == "consumed" and k == kind and (n, v) in wanted and ck in self.info]
 
     def artifact_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str | None]]:
         front = set(ckpts)
@@ -354,3 +380,6 @@ class LineageGraph:
 
     def details(self, ckpts: Sequence[str]) -> dict[str, CheckpointInfo]:
         return {c: self.info[c] for c in ckpts if c in self.info}
+
+    def hop(self, ckpts: Sequence[str]) -> Hop:
+        return _compose_hop(self, ckpts)

@@ -119,7 +119,7 @@ def cluster(obs: Sequence[ClaimObs], sigmas: float = 3.0) -> list[Cluster]:
 
 
 def inconsistency(observations: Iterable[ClaimObs], *, sigmas: float = 3.0,
-                  min_users: int = 2) -> list[Inconsistency]:
+                  min_users: int = 2, min_cluster: int = 2) -> list[Inconsistency]:
     """Keys whose claims fall into more than one cluster, with ranked suspects.
 
     Only keys published by at least two workflows are compared (one
@@ -127,9 +127,12 @@ def inconsistency(observations: Iterable[ClaimObs], *, sigmas: float = 3.0,
     cross-workflow inconsistency).
 
     The majority cluster is the one with the most distinct workflows (then
-    the most values). A suspect must be used by at least ``min_users``
-    producers (it is a *shared* asset); its score is the best separation
-    of any other cluster. Ties are broken by fewer users, then by name.
+    the most values). Suspects are ranked against the other clusters of at
+    least ``min_cluster`` values (a lone outlier is reported but accuses
+    nothing: every asset it used would separate it equally well). A suspect
+    must be used by at least ``min_users`` producers (it is a *shared*
+    asset); its score is the best separation of any such cluster. Ties are
+    broken by fewer users, then by name.
     """
     by_key: dict[str, list[ClaimObs]] = defaultdict(list)
     for o in observations:
@@ -152,7 +155,7 @@ def inconsistency(observations: Iterable[ClaimObs], *, sigmas: float = 3.0,
                 continue
             best, best_cluster = -1.0, -1
             for ci, c in enumerate(clusters):
-                if ci == majority:
+                if ci == majority or len(c.members) < min_cluster:
                     continue
                 inside = sum(1 for i, _ in used if i == ci) / len(c.members)
                 rest = len(members) - len(c.members)

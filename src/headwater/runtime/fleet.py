@@ -406,14 +406,20 @@ class Fleet:
 
     # ------------------------------------------------------------ monitors
 
-    def run_monitors(self, *, apply: bool = True, min_score: float = 0.5) -> MonitorReport:
-        """Run every monitor over committed data; feed the signals to the breaker."""
+    def run_monitors(self, *, apply: bool = True, min_score: float = 0.5,
+                     keys: Sequence[str] | None = None) -> MonitorReport:
+        """Run every monitor over committed data; feed the signals to the breaker.
+
+        With ``keys`` (what the coordinator does when a run ends) only the
+        inconsistency monitor runs, over those claim keys.
+        """
         findings = mon.Findings()
-        obs = self.store.claim_observations()
+        obs = self.store.claim_observations(keys)
         findings.inconsistencies = mon.inconsistency(obs)
-        findings.shifts = [s for s in self._shifts(obs) if s.significant]
-        findings.failure_clusters = mon.verification_clusters(self.store.verification_observations())
-        findings.disagreements = mon.redundancy(self.store.redundancy_observations())
+        if keys is None:
+            findings.shifts = [s for s in self._shifts(obs) if s.significant]
+            findings.failure_clusters = mon.verification_clusters(self.store.verification_observations())
+            findings.disagreements = mon.redundancy(self.store.redundancy_observations())
         sigs = mon.signals(findings, min_score=min_score)
         outcome = Outcome()
         if apply:

@@ -160,6 +160,8 @@ class DispatchGuard:
         self.pool_of: dict[str, Choice] = {}
         self._audited: set[tuple] = set()
         self._claims_seen: set[str] = set()
+        self._published: list = []
+        self._published_by: set[str] = set()
 
     # ------------------------------------------------------------ state
 
@@ -407,6 +409,8 @@ class DispatchGuard:
             self.store.record_redundancy(self.run.id, ck.task, outcome.redundancy, now)
         if ck.status == "failed" or not ck.claims:
             return
+        self._published.extend(ck.claims)
+        self._published_by.add(ck.id)
         snap = self.snapshot(now)
         cause = self._taint_source(ck.id, snap)
         for claim in ck.claims:
@@ -457,11 +461,17 @@ class DispatchGuard:
         return None
 
     def finish(self, status: str) -> None:
-        """The run ended: canary runs get their canaries judged."""
-        if "canary" in self.dependent.tags and status == "succeeded":
-            from headwater.runtime.fleet import Fleet
+        """The run ended: the inconsistency monitor looks at the claim keys it
+        published (its signals go through the breaker), and a canary run's
+        canaries are judged."""
+        from headwater.runtime.fleet import Fleet
 
-            Fleet(self.store, clock=self.clock).evaluate_canaries()
+        fleet = Fleet(self.store, clock=self.clock)
+        keys = sorted({c.key for c in self._published})
+        if keys and not self.untrusted.issuperset(self._published_by):
+            fleet.run_monitors(keys=keys)
+        if "canary" in self.dependent.tags and status == "succeeded":
+            fleet.evaluate_canaries()
 
     # ------------------------------------------------------------- audit
 

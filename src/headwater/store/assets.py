@@ -39,7 +39,7 @@ import sqlalchemy as sa
 
 from headwater.errors import NotFound, StoreError
 from headwater.oversight.engine import RANGE_PREFIX, Snapshot, range_of
-from headwater.oversight.lineage import BlastRadius, CheckpointInfo, blast_radius
+from headwater.oversight.lineage import BlastRadius, CheckpointInfo, Hop, blast_radius
 from headwater.oversight.monitors import ClaimObs, RedundancyObs, VerificationObs
 from headwater.oversight.policy import Policy, policy_from_doc
 from headwater.oversight.refs import AssetRef, parse_ref
@@ -54,6 +54,9 @@ CLAIM_VERSION_LEN = 12
 
 FRONTIER_CHUNK = 50_000
 """Frontier ids per lineage query (bound as one JSON or array parameter)."""
+
+BIG_FRONTIER = 15_000
+"""From this many ids a PostgreSQL hop is planned for its own size (see StoreEdges)."""
 
 IN_CHUNK = 2000
 """Values per IN list elsewhere (well under both dialects' parameter limits)."""
@@ -150,20 +153,21 @@ def _audit_record(row: sa.Row) -> AuditRecord:
 class StoreEdges:
     """The lineage graph as the store holds it (see the module docstring).
 
-    On PostgreSQL the walk's transaction turns hash and merge joins off: with
-    a frontier of thousands of ids the planner would otherwise scan whole
-    tables on every hop, where index lookups per frontier id are what the
-    walk needs (SQLite plans these joins as index lookups by itself).
+    On PostgreSQL the walk sets its own planning, per transaction: small
+    frontiers (most hops) run a generic, prepared plan of index lookups per
+    frontier id, with hash joins off, so no hop scans a whole table; a
+    frontier of :data:`BIG_FRONTIER` ids or more gets a plan of its own, where
+    hashing whole tables can beat that many lookups. JIT compilation and
+    parallel workers, which cost more to start than these statements take,
+    are off. SQLite plans these joins as index lookups by itself.
     """
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
+        self._mode: str | None = None
         if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
-            conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
-            # Each statement runs once per hop: psycopg prepares it after a few
-            # runs, and a generic plan then spares the planning every hop.
-            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+            for setting in ("jit = off", "max_parallel_workers_per_gather = 0", "enable_mergejoin = off"):
+                conn.exec_driver_sql(f"SET LOCAL {setting}")
 
     def versions(self, ref: AssetRef) -> list[tuple[str, str, Any]]:
         conn = self.conn
@@ -204,17 +208,24 @@ class StoreEdges:
                 rows.append((n, v, None))
         return rows
 
-    def consumers_of(self, kind: str, versions: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
-        au = t.asset_use
-        out: list[tuple[str, str, str]] = []
+    def consumers_of(self, kind: str, versions: Sequence[tuple[str, str]]) -> list[tuple[str, str, CheckpointInfo]]:
+        au, c = t.asset_use, t.checkpoint
+        out: list[tuple[str, str, CheckpointInfo]] = []
         by_name: dict[str, list[str]] = defaultdict(list)
         for n, v in versions:
             by_name[n].append(v)
         for name, vs in by_name.items():
             for chunk in _chunks(vs):
-                query = sa.select(au.c.name, au.c.version, au.c.checkpoint_id).where(
-                    au.c.kind == kind, au.c.name == name, au.c.version.in_(chunk), au.c.direction == "consumed")
-                out.extend(tuple(r) for r in self.conn.execute(query).all())
+                query = (sa.select(au.c.name, au.c.version, c.c.id, c.c.run_id, c.c.workflow, c.c.task,
+                                   c.c.status, c.c.seq)
+                         .join(c, c.c.id == au.c.checkpoint_id)
+                         .where(au.c.kind == kind, au.c.name == name, au.c.version.in_(chunk),
+                                au.c.direction == "consumed"))
+                result = self.conn.execute(query)
+                try:
+                    out.extend((n, v, CheckpointInfo(*head)) for n, v, *head in result.cursor.fetchall())
+                finally:
+                    result.close()
         return out
 
     def _ids(self) -> Any:
@@ -231,33 +242,37 @@ class StoreEdges:
     def _bind(self, ids: Sequence[str]) -> dict[str, Any]:
         return {"ids": list(ids) if self.conn.dialect.name == "postgresql" else json.dumps(list(ids))}
 
-    def _query(self, name: str) -> sa.Select:
+    def _query(self, name: str) -> Any:
         key = (self.conn.dialect.name, name)
         if key not in _QUERIES:
             _QUERIES[key] = getattr(self, f"_build_{name}")(self._ids())
         return _QUERIES[key]
 
     @staticmethod
-    def _build_artifacts(ids: Any) -> sa.Select:
+    def _build_hop(ids: Any) -> Any:
+        """Outputs and their consumers, and claims and theirs, of a frontier,
+        with each consumer's run, workflow, task, status and seq: one statement."""
         o, i = t.checkpoint_artifact.alias("o"), t.checkpoint_artifact.alias("i")
-        return (
-            sa.select(o.c.checkpoint_id, o.c.sha256, i.c.checkpoint_id)
+        cv, au = t.claim_value, t.asset_use
+        c2, c3 = t.checkpoint.alias("c2"), t.checkpoint.alias("c3")
+        head = lambda c: (c.c.id, c.c.run_id, c.c.workflow, c.c.task, c.c.status, c.c.seq)  # noqa: E731
+        artifacts = (
+            sa.select(sa.literal("a").label("edge"), o.c.checkpoint_id, o.c.sha256, *head(c2))
             .select_from(ids)
             .join(o, sa.and_(o.c.checkpoint_id == ids.c.value, o.c.direction == "out"))
             .outerjoin(i, sa.and_(i.c.sha256 == o.c.sha256, i.c.direction == "in"))
+            .outerjoin(c2, c2.c.id == i.c.checkpoint_id)
         )
-
-    @staticmethod
-    def _build_claims(ids: Any) -> sa.Select:
-        cv, au = t.claim_value, t.asset_use
         version = sa.func.substr(cv.c.checkpoint_id, 1, CLAIM_VERSION_LEN)
-        return (
-            sa.select(cv.c.checkpoint_id, cv.c.key, version.label("version"), au.c.checkpoint_id)
+        claims = (
+            sa.select(sa.literal("c").label("edge"), cv.c.checkpoint_id, cv.c.key, *head(c3))
             .select_from(ids)
             .join(cv, cv.c.checkpoint_id == ids.c.value)
             .outerjoin(au, sa.and_(au.c.kind == "claim", au.c.name == cv.c.key,
                                    au.c.version == version, au.c.direction == "consumed"))
+            .outerjoin(c3, c3.c.id == au.c.checkpoint_id)
         )
+        return sa.union_all(artifacts, claims)
 
     @staticmethod
     def _build_details(ids: Any) -> sa.Select:
@@ -265,26 +280,52 @@ class StoreEdges:
         return (sa.select(c.c.id, c.c.run_id, c.c.workflow, c.c.task, c.c.status, c.c.seq)
                 .select_from(ids).join(c, c.c.id == ids.c.value))
 
+    def _plan_for(self, size: int) -> None:
+        if self.conn.dialect.name != "postgresql":
+            return
+        mode = "big" if size >= BIG_FRONTIER else "small"
+        if mode != self._mode:
+            self._mode = mode
+            hashing, plans = ("on", "force_custom_plan") if mode == "big" else ("off", "force_generic_plan")
+            self.conn.exec_driver_sql(f"SET LOCAL enable_hashjoin = {hashing}")
+            self.conn.exec_driver_sql(f"SET LOCAL plan_cache_mode = {plans}")
+
     def _rows(self, name: str, ids: Sequence[str]) -> list[tuple]:
         """Plain tuples straight from the driver: lineage rows hold strings and
         integers only, and a large radius reads hundreds of thousands of them."""
+        self._plan_for(len(ids))
         result = self.conn.execute(self._query(name), self._bind(ids))
         try:
             return result.cursor.fetchall()
         finally:
             result.close()
 
-    def artifact_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str | None]]:
-        out: list[tuple[str, str, str | None]] = []
+    def hop(self, ckpts: Sequence[str]) -> Hop:
+        arts: list[tuple[str, str, str | None]] = []
+        claims: list[tuple[str, str, str, str | None]] = []
+        heads: dict[str, CheckpointInfo] = {}
         for chunk in _chunks(list(ckpts), FRONTIER_CHUNK):
-            out.extend(self._rows("artifacts", chunk))
-        return out
+            linked: set[tuple[str, str]] = set()
+            bare: list[tuple[str, str]] = []
+            for edge, producer, what, *head in self._rows("hop", chunk):
+                consumer = head[0]
+                if consumer is not None and consumer not in heads:
+                    heads[consumer] = CheckpointInfo(*head)
+                if edge == "c":
+                    claims.append((producer, what, producer[:CLAIM_VERSION_LEN], consumer))
+                elif consumer is not None:
+                    arts.append((producer, what, consumer))
+                    linked.add((producer, what))
+                else:
+                    bare.append((producer, what))
+            arts.extend((p, s, None) for p, s in dict.fromkeys(bare) if (p, s) not in linked)
+        return Hop(arts, claims, heads)
+
+    def artifact_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str | None]]:
+        return self.hop(ckpts).artifacts
 
     def claim_edges(self, ckpts: Sequence[str]) -> list[tuple[str, str, str, str | None]]:
-        out: list[tuple[str, str, str, str | None]] = []
-        for chunk in _chunks(list(ckpts), FRONTIER_CHUNK):
-            out.extend(self._rows("claims", chunk))
-        return out
+        return self.hop(ckpts).claims
 
     def details(self, ckpts: Sequence[str]) -> dict[str, CheckpointInfo]:
         out: dict[str, CheckpointInfo] = {}
@@ -324,11 +365,6 @@ class OversightStore:
         a = t.asset
         with self._read() as conn:
             return dict(conn.scalar(sa.select(a.c.data).where(a.c.kind == kind, a.c.name == name)) or {})
-
-    def registered_assets(self) -> dict[tuple[str, str], dict]:
-        a = t.asset
-        with self._read() as conn:
-            return {(k, n): d for k, n, d in conn.execute(sa.select(a.c.kind, a.c.name, a.c.data))}
 
     def version_records(self, kind: str | None = None, name: str | None = None,
                         statuses: Iterable[AssetStatus] | None = None) -> list[VersionRecord]:

@@ -336,7 +336,9 @@ def make_fleet(params: Params, seed: int) -> Fleet:
         )
     blind = None
     u_blind = rng.random(2)
-    if u_blind[0] < p.p_blind:
+    if p.blind_kind is not None:
+        blind = p.blind_kind
+    elif u_blind[0] < p.p_blind:
         kinds = ("library", "dataset", "model", "claim", "compute")
         blind = kinds[int(u_blind[1] * len(kinds))]
 

@@ -177,7 +177,9 @@ class Params:
     p_detect_bad_policy: float = 0.5
     """Chance that a bad policy is caught at each rollout gate (after shadow, after staged)."""
     p_blind: float = 0.25
-    """Chance per replicate that global monitors are blind to one error kind."""
+    """Chance per replicate that global monitors are blind to one error kind (drawn at random)."""
+    blind_kind: str | None = None
+    """When set, the global monitors and canaries are blind to this error kind in every replicate."""
     synchronized: bool = False
     """Roll new versions out to everyone in batches (one canary per batch)."""
     rollout_days: float = 7.0

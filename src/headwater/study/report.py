@@ -294,8 +294,13 @@ def make_plots(out: Path, summaries: list[dict[str, Any]]) -> list[str]:
 
     axes = [(a, t) for a, t in AXES.items() if any(s["axis"] == a for s in summaries)]
     if axes:
-        fig, panels = plt.subplots(1, len(axes), figsize=(3.2 * len(axes), 4.0), squeeze=False)
-        for ax, (axis, title) in zip(panels[0], axes):
+        ncols = min(3, len(axes))
+        nrows = -(-len(axes) // ncols)
+        fig, panels = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 4.2 * nrows), squeeze=False)
+        flat = [ax for row in panels for ax in row]
+        for ax in flat[len(axes):]:
+            ax.set_visible(False)
+        for ax, (axis, title) in zip(flat, axes):
             rows = _axis_rows(summaries, axis)
             xs = range(len(rows))
             val = [100 * r["infra"]["standing"]["value"] for r in rows]
@@ -308,7 +313,7 @@ def make_plots(out: Path, summaries: list[dict[str, Any]]) -> list[str]:
             ax.set_xticks(list(xs), [r["label"] for r in rows], rotation=60, ha="right", fontsize=7)
             ax.set_title(title, fontsize=9)
             ax.set_ylabel("% (both vs per-workflow)")
-        panels[0][0].legend(fontsize=7)
+        flat[0].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / "sweeps.png", dpi=120)
         plt.close(fig)

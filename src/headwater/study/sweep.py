@@ -12,8 +12,8 @@ with some fields changed, and a place on one axis of the study:
 * ``errors`` -- where the silent errors are: mostly local bugs, or mostly
   in shared assets (``p_local_bug``, ``shared_errors``);
 * ``risk`` -- the risks oversight adds, each switched on for sure (a bad
-  global policy that the rollout gates miss, monitors blind to one error
-  kind, synchronized rollouts, monoculture) or all off, with strong global
+  global policy that the rollout gates miss, monitors blind to library
+  bugs, synchronized rollouts, monoculture) or all off, with strong global
   signals (where the monitors matter), against the map's cell there.
 
 :func:`plan` lists the regimes of the default run or of ``--quick``.
@@ -91,7 +91,7 @@ def plan(quick: bool = False) -> list[Regime]:
     risks = {
         "no risks": {"p_bad_policy": 0.0, "p_blind": 0.0, "reuse_uplift": 1.0},
         "bad policy past the gates": {"p_bad_policy": 1.0, "p_detect_bad_policy": 0.0},
-        "blind monitors": {"p_blind": 1.0},
+        "monitors blind to library bugs": {"blind_kind": "library"},
         "synchronized rollouts": {"synchronized": True},
         "monoculture": {"reuse_uplift": 1.5, "auto_upgrade": True},
     }
