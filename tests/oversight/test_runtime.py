@@ -102,19 +102,29 @@ def test_a_paused_dependent_is_not_dispatched_while_unaffected_work_runs(ws_any,
     assert sorted(log.read_text().split()) == ["after_free", "after_uses", "free", "uses"]
 
 
-def test_a_held_task_is_released_when_the_asset_is_cleared_during_the_run(ws, write_wf):
+def test_other_workflows_run_while_a_dependent_waits_and_it_resumes_when_cleared(ws, write_wf, tmp_path):
     fleet = Fleet(ws.store)
     prod = run(ws, write_wf(PRODUCER.format(key="k2")))
     subject = f"claim:k2@{claim_version(ws, prod, 'k2')}"
     fleet.flag(subject, "odd", trip=True)
     enforce(fleet, Rule(Match(kinds="claim"), (pause(),)))
-    timer = threading.Timer(0.6, lambda: Fleet(ws.store).change(subject, "override", "fine after all"))
-    timer.start()
+    log = tmp_path / "ran.txt"
+    mixed = write_wf(MIXED.format(key="k2", tag="x"))
+    outcome: dict = {}
+    waiting = threading.Thread(target=lambda: outcome.update(
+        summary=run(ws, mixed, {"log": str(log)}, hold=30.0)))
+    waiting.start()
     try:
-        summary = run(ws, write_wf(MIXED.format(key="k2", tag="x")), hold=20.0)
+        deadline = time.time() + 20
+        while not any(r.action == "hold" for r in ws.store.audit_log(actor="runtime")) and time.time() < deadline:
+            time.sleep(0.05)
+        assert run(ws, write_wf(UNRELATED.format(key="k2"))).ok  # runs while the dependent waits
+        assert "uses" not in log.read_text().split()
     finally:
-        timer.join()
-    assert summary.ok and summary.elapsed < 15
+        fleet.change(subject, "override", "fine after all")
+        waiting.join(timeout=30)
+    assert outcome["summary"].ok
+    assert sorted(log.read_text().split()) == ["after_free", "after_uses", "free", "uses"]
 
 
 def test_sandboxed_results_are_marked_and_never_served(ws, write_wf):
@@ -371,3 +381,53 @@ def read(ctx):
     assert rec.reason.startswith("used after dispatch")
     assert [v.untrusted for v in ws.store.claim_versions("hidden.out")] == [True]
     assert ws.store.version_status(f"claim:hidden.out@{ck.id[:12]}") is S.SUSPECT  # tainted at birth
+
+
+GATED = '''
+from headwater import Workflow
+from headwater.oversight import implementation
+
+@implementation("solver_g", "fast", version="2.0", default=True)
+def fast(x):
+    return 2 * x
+{newer}
+def compute(ctx):
+    ctx.claim("solver_g.out", float(ctx.call("lib:solver_g", 2)), uncertainty=0.001)
+
+wf = Workflow("gated-caller")
+wf.task(compute, name="compute")
+canary = Workflow("gated-canary", tags=["canary"])
+canary.task(compute, name="compute")
+'''
+
+NEWER = '''
+@implementation("solver_g", "fast", version="{version}")
+def fast_{tag}(x):
+    return {body}
+'''
+
+
+def test_a_new_implementation_version_of_a_gated_asset_waits_for_its_canary(ws, tmp_path):
+    from headwater.spec import load_workflow
+
+    def load(newer: str, name: str):
+        path = tmp_path / f"gated_{abs(hash(newer))}.py"
+        path.write_text(GATED.format(newer=newer))
+        return load_workflow(path, name)
+
+    fleet = Fleet(ws.store)
+    first = run(ws, load("", "gated-caller"))
+    assert outcome_of(ws, first, "solver_g.out") == (4.0, [("solver_g/fast", "2.0")])
+    fleet.gate("lib:solver_g", metrics=["solver_g.out:tolerance:rtol=0.01"])
+    good = NEWER.format(version="2.1", tag="good", body="2 * x")
+    caller = run(ws, load(good, "gated-caller"), no_cache=True)
+    assert outcome_of(ws, caller, "solver_g.out")[1] == [("solver_g/fast", "2.0")]  # not yet
+    run(ws, load(good, "gated-canary"))  # the canary runs 2.1; its verdict promotes it
+    assert ws.store.version_status("lib:solver_g/fast@2.1") is S.TRUSTED
+    moved = run(ws, load(good, "gated-caller"), no_cache=True)
+    assert outcome_of(ws, moved, "solver_g.out") == (4.0, [("solver_g/fast", "2.1")])
+    bad = good + NEWER.format(version="2.2", tag="bad", body="2 * x + 1")
+    run(ws, load(bad, "gated-canary"))
+    assert ws.store.version_status("lib:solver_g/fast@2.2") is S.RETRACTED
+    stays = run(ws, load(bad, "gated-caller"), no_cache=True)
+    assert outcome_of(ws, stays, "solver_g.out") == (4.0, [("solver_g/fast", "2.1")])

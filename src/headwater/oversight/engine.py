@@ -32,8 +32,11 @@ class Snapshot:
     that has one on record. ``ranges`` are version-scoped statuses
     (``kind``, ``name``, range, status) that also cover versions first seen
     later; a version's own status wins over a range's, and among ranges the
-    most severe. Any other version is trusted. ``gated`` are ``kind:name``
-    assets whose new versions start under a canary.
+    most severe. ``gated`` are ``kind:name`` assets whose new versions
+    start under a canary: a version of one (or of an implementation under
+    it) that has no status on record is revalidating; ``known`` lists, per
+    gated asset, the ``name@version`` that do have one. Any other version
+    is trusted.
     """
 
     statuses: Mapping[str, AssetStatus] = field(default_factory=dict)
@@ -41,11 +44,15 @@ class Snapshot:
     policies: tuple[Policy, ...] = ()
     gated: frozenset[str] = frozenset()
     ranges: tuple[tuple[str, str, VersionRange, AssetStatus], ...] = ()
+    known: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def status(self, kind: str, name: str, version: str) -> AssetStatus:
         own = self.statuses.get(f"{kind}:{name}@{version}")
         if own is not None:
             return own
+        gate = self.gate_of(kind, name)
+        if gate is not None and f"{name}@{version}" not in self.known.get(gate, frozenset()):
+            return AssetStatus.REVALIDATING
         worst = AssetStatus.TRUSTED
         for k, n, rng, status in self.ranges:
             if k == kind and (n == name or name.startswith(n + "/")) and rng.contains(version):
@@ -56,10 +63,19 @@ class Snapshot:
     def with_statuses(self, kind: str, candidates: Iterable[Candidate]) -> list[Candidate]:
         return [replace(c, status=self.status(kind, c.name, c.version)) for c in candidates]
 
+    def gate_of(self, kind: str, name: str) -> str | None:
+        """The gated asset ``kind:name`` falls under (itself or its group), if any."""
+        if not self.gated:
+            return None
+        for key in (f"{kind}:{name}", f"{kind}:{name.split('/', 1)[0]}"):
+            if key in self.gated:
+                return key
+        return None
+
     @property
     def quiet(self) -> bool:
         """Nothing on record that could change any decision."""
-        return not self.statuses and not self.pins and not self.policies and not self.ranges
+        return not self.statuses and not self.pins and not self.policies and not self.ranges and not self.gated
 
     def open_breaker(self, kind: str, name: str) -> bool:
         """Whether some version of ``kind:name`` is degraded or retracted."""

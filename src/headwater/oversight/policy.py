@@ -9,10 +9,11 @@ matches (status, asset kind, asset name, workflow tags) and lists actions:
   consumers (claims are not served, cache entries not reused);
 * ``reroute`` (``to`` ``implementation``, ``last-good`` or ``auto``): use
   another implementation registered under the same asset name, or the last
-  known-good version. The actions after a reroute in the same rule are its
-  fallback: they apply only when no healthy alternative exists;
+  known-good version;
 * ``pin`` (``to`` a version or ``last-good``): hold dependents on one
-  version, so none moves to a newer one (a version-scoped quarantine);
+  version, so none moves to a newer one (a version-scoped quarantine).
+  The actions after a reroute or pin in the same rule are its fallback:
+  they apply only when there is no healthy version to go to;
 * ``alert``: record an alert in the audit log.
 
 A policy rolls out in :class:`Mode` ``shadow`` (every action is recorded
@@ -51,7 +52,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from headwater.oversight.refs import KINDS, AssetRef, RefError, parse_ref
+from headwater.oversight.refs import KINDS, RefError, parse_ref
 from headwater.oversight.status import AssetStatus, AuditRecord, OversightError
 
 

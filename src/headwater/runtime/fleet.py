@@ -237,6 +237,12 @@ class Fleet:
         data = {"gated": on}
         if metrics:
             data["canary_metrics"] = list(metrics)
+        if on:  # the versions seen so far stay as they are; only later ones wait for a canary
+            now = self.clock()
+            seen = [s for s in self.subjects(AssetRef(ref.kind, ref.name)) if self._status(s) is None]
+            if seen:
+                self.store.apply_transitions([transition(s, None, Event.REGISTER, now=now, actor="user",
+                                                         reason="seen before the gate") for s in seen])
         out = self.store.register_asset(ref.kind, ref.name, **data)
         self.store.append_audit([AuditRecord(ts=self.clock(), actor="user", action="gate" if on else "ungate",
                                              subject=ref.key, data={"metrics": list(metrics)})])

@@ -407,11 +407,21 @@ class DispatchGuard:
             self.store.mark_checkpoints([ck.id], "untrusted", self.sandboxed[ck.task], now)
         if outcome.redundancy:
             self.store.record_redundancy(self.run.id, ck.task, outcome.redundancy, now)
+        snap = self.snapshot(now)
+        if snap.gated and ck.status != "failed":
+            for u in ck.uses:  # a new version of a gated asset was used (by a canary): it gets a canary
+                subject = f"{u.kind}:{u.name}@{u.version}"
+                if u.direction == "consumed" and subject not in self._claims_seen and snap.gate_of(u.kind, u.name) \
+                        and snap.status(u.kind, u.name, u.version) is AssetStatus.REVALIDATING \
+                        and subject not in snap.statuses:
+                    self._claims_seen.add(subject)
+                    from headwater.runtime.fleet import Fleet
+
+                    Fleet(self.store, clock=self.clock).gate_new_version(subject, run_id=self.run.id)
         if ck.status == "failed" or not ck.claims:
             return
         self._published.extend(ck.claims)
         self._published_by.add(ck.id)
-        snap = self.snapshot(now)
         cause = self._taint_source(ck.id, snap)
         for claim in ck.claims:
             subject = f"claim:{claim.key}@{ck.id[:CLAIM_VERSION_LEN]}"

@@ -680,7 +680,13 @@ class OversightStore:
             )
             gated = frozenset(f"{k}:{n}" for k, n, d in conn.execute(sa.select(a.c.kind, a.c.name, a.c.data))
                               if (d or {}).get("gated"))
-        return Snapshot(statuses, pins, policies, gated, tuple(ranges))
+            known: dict[str, frozenset[str]] = {}
+            for key in gated:
+                kind, _, name = key.partition(":")
+                query = sa.select(av.c.name, av.c.version).where(
+                    av.c.kind == kind, sa.or_(av.c.name == name, av.c.name.startswith(name + "/", autoescape=True)))
+                known[key] = frozenset(f"{n}@{v}" for n, v in conn.execute(query))
+        return Snapshot(statuses, pins, policies, gated, tuple(ranges), known)
 
     # ----------------------------------------------------------- lineage
 
