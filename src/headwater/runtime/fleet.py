@@ -413,14 +413,15 @@ class Fleet:
     # ------------------------------------------------------------ monitors
 
     def run_monitors(self, *, apply: bool = True, min_score: float = 0.5,
-                     keys: Sequence[str] | None = None) -> MonitorReport:
+                     keys: Sequence[str] | None = None, per_key: int | None = None) -> MonitorReport:
         """Run every monitor over committed data; feed the signals to the breaker.
 
         With ``keys`` (what the coordinator does when a run ends) only the
-        inconsistency monitor runs, over those claim keys.
+        inconsistency monitor runs, over those claim keys (and, with
+        ``per_key``, over the newest that many runs' values of each).
         """
         findings = mon.Findings()
-        obs = self.store.claim_observations(keys)
+        obs = self.store.claim_observations(keys, per_key=per_key)
         findings.inconsistencies = mon.inconsistency(obs)
         if keys is None:
             findings.shifts = [s for s in self._shifts(obs) if s.significant]

@@ -25,7 +25,12 @@ its inputs, and hands them to the pure core
   a sandboxed result, or on a claim version other than the one the task
   would use now;
 * new versions of a claim with an open breaker (or of a gated asset) are
-  registered as revalidating, behind a canary, before anyone can use them.
+  registered as revalidating, behind a canary, before anyone can use them;
+* claims published from a degraded or retracted version, or from a tainted
+  claim, are suspect from the start;
+* when the run ends, the inconsistency monitor compares the claims it
+  published with other workflows' (its signals go through the breaker), and
+  a canary run's canaries are judged.
 
 Every policy effect -- enforced, staged out or shadow -- goes to the audit
 log once per task and run, naming the policy, its version, its mode and the
@@ -58,6 +63,10 @@ if TYPE_CHECKING:
 
 REFRESH_SECONDS = 0.5
 """How stale the oversight snapshot a decision is made against may be."""
+
+MONITOR_WINDOW = 200
+"""When a run ends, the inconsistency monitor compares its claims with those
+of the newest this many runs per key (``headwater monitors run`` sees all)."""
 
 
 class OversightResolver(ClaimReader):
@@ -479,7 +488,7 @@ class DispatchGuard:
         fleet = Fleet(self.store, clock=self.clock)
         keys = sorted({c.key for c in self._published})
         if keys and not self.untrusted.issuperset(self._published_by):
-            fleet.run_monitors(keys=keys)
+            fleet.run_monitors(keys=keys, per_key=MONITOR_WINDOW)
         if "canary" in self.dependent.tags and status == "succeeded":
             fleet.evaluate_canaries()
 

@@ -752,9 +752,11 @@ class OversightStore:
 
         return {cid: closure(cid) for cid in wanted}
 
-    def claim_observations(self, keys: Iterable[str] | None = None) -> list[ClaimObs]:
-        """Committed, trusted numeric claims (the latest per run and key) with
-        their lineage's asset versions: the inconsistency monitor's input."""
+    def claim_observations(self, keys: Iterable[str] | None = None, *,
+                           per_key: int | None = None) -> list[ClaimObs]:
+        """Committed, trusted numeric claims (the latest per run and key, and of
+        those the newest ``per_key`` per key) with their lineage's asset
+        versions: the inconsistency monitor's input."""
         cv, c, m = t.claim_value, t.checkpoint, t.checkpoint_mark
         query = (
             sa.select(cv.c.key, cv.c.value, cv.c.uncertainty, cv.c.checkpoint_id, c.c.run_id, c.c.workflow,
@@ -771,7 +773,16 @@ class OversightStore:
         latest: dict[tuple[str, str], Any] = {}
         for r in rows:
             if isinstance(r.value, (int, float)) and not isinstance(r.value, bool):
+                latest.pop((r.key, r.run_id), None)
                 latest[(r.key, r.run_id)] = r
+        if per_key is not None:
+            kept: dict[str, int] = defaultdict(int)
+            newest_first = []
+            for k, r in reversed(list(latest.items())):
+                if kept[k[0]] < per_key:
+                    kept[k[0]] += 1
+                    newest_first.append((k, r))
+            latest = dict(reversed(newest_first))
         lineage = self.lineage_assets([r.checkpoint_id for r in latest.values()])
         return [ClaimObs(r.key, float(r.value), r.uncertainty, r.checkpoint_id, r.run_id, r.workflow,
                          lineage.get(r.checkpoint_id, frozenset()))
