@@ -555,13 +555,13 @@ def render_audit(console, rows) -> None:
     import datetime as dt
 
     table = Table(title="audit log", title_justify="left")
-    for col in ("time", "actor", "action", "subject", "why", "policy", "mode", "run/task"):
-        table.add_column(col)
+    for col in ("time", "by", "action", "subject", "why", "run/task"):
+        table.add_column(col, overflow="fold")
     for r in rows:
         when = dt.datetime.fromtimestamp(r.ts).strftime("%H:%M:%S")
-        pol = f"{r.policy} v{r.policy_version}" if r.policy else ""
+        by = f"{r.actor} v{r.policy_version} ({r.mode})" if r.policy and r.mode else r.actor
         where = f"{(r.run_id or '')[:8]}/{r.task}" if r.task else (r.run_id or "")[:8]
-        table.add_row(when, r.actor, r.action, r.subject, (r.reason or "")[:60], pol, r.mode or "", where)
+        table.add_row(when, by, r.action, r.subject, (r.reason or "")[:80], where)
     console.print(table)
 
 

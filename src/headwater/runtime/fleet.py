@@ -241,10 +241,10 @@ class Fleet:
             now = self.clock()
             seen = [s for s in self.subjects(AssetRef(ref.kind, ref.name)) if self._status(s) is None]
             if seen:
-                self.store.apply_transitions([transition(s, None, Event.REGISTER, now=now, actor="user",
+                self.store.apply_transitions([transition(s, None, Event.REGISTER, now=now, actor=_actor("user"),
                                                          reason="seen before the gate") for s in seen])
         out = self.store.register_asset(ref.kind, ref.name, **data)
-        self.store.append_audit([AuditRecord(ts=self.clock(), actor="user", action="gate" if on else "ungate",
+        self.store.append_audit([AuditRecord(ts=self.clock(), actor=_actor("user"), action="gate" if on else "ungate",
                                              subject=ref.key, data={"metrics": list(metrics)})])
         return out
 

@@ -53,6 +53,7 @@ from headwater.oversight.routing import Candidate, Choice, choose
 from headwater.oversight.status import BAD_STATES, AssetStatus, AuditRecord
 from headwater.runtime.context import TaskOutcome, scan_task
 from headwater.runtime.executors import ClaimReader
+from headwater.runtime.fleet import Fleet
 from headwater.store.assets import CLAIM_VERSION_LEN
 from headwater.store.records import AssetUse, CheckpointRecord, RunRecord
 
@@ -153,6 +154,7 @@ class DispatchGuard:
         self.registry = registry or implementations
         self.clock = clock
         self.dependent = Dependent(run.id, wf.name, tags=frozenset(run.tags), campaign=run.campaign)
+        self.fleet = Fleet(store, clock=clock)
         self._snap: Snapshot | None = None
         self._snap_at = -1e18
         self._previous: dict[str, CheckpointRecord] | None = None
@@ -424,9 +426,7 @@ class DispatchGuard:
                         and snap.status(u.kind, u.name, u.version) is AssetStatus.REVALIDATING \
                         and subject not in snap.statuses:
                     self._claims_seen.add(subject)
-                    from headwater.runtime.fleet import Fleet
-
-                    Fleet(self.store, clock=self.clock).gate_new_version(subject, run_id=self.run.id)
+                    self.fleet.gate_new_version(subject, run_id=self.run.id)
         if ck.status == "failed" or not ck.claims:
             return
         self._published.extend(ck.claims)
@@ -437,12 +437,10 @@ class DispatchGuard:
             if subject in self._claims_seen:
                 continue
             self._claims_seen.add(subject)
-            from headwater.runtime.fleet import Fleet
-
             if cause is not None:
-                Fleet(self.store, clock=self.clock).taint_new(subject, cause[0], cause[1], run_id=self.run.id)
+                self.fleet.taint_new(subject, cause[0], cause[1], run_id=self.run.id)
             elif snap.open_breaker("claim", claim.key) or f"claim:{claim.key}" in snap.gated:
-                Fleet(self.store, clock=self.clock).gate_new_version(subject, run_id=self.run.id)
+                self.fleet.gate_new_version(subject, run_id=self.run.id)
 
     def _after_the_fact(self, ck: CheckpointRecord, now: float) -> None:
         """A task used a version its dispatch did not foresee (a claim named at
@@ -483,14 +481,11 @@ class DispatchGuard:
         """The run ended: the inconsistency monitor looks at the claim keys it
         published (its signals go through the breaker), and a canary run's
         canaries are judged."""
-        from headwater.runtime.fleet import Fleet
-
-        fleet = Fleet(self.store, clock=self.clock)
         keys = sorted({c.key for c in self._published})
         if keys and not self.untrusted.issuperset(self._published_by):
-            fleet.run_monitors(keys=keys, per_key=MONITOR_WINDOW)
+            self.fleet.run_monitors(keys=keys, per_key=MONITOR_WINDOW)
         if "canary" in self.dependent.tags and status == "succeeded":
-            fleet.evaluate_canaries()
+            self.fleet.evaluate_canaries()
 
     # ------------------------------------------------------------- audit
 

@@ -31,6 +31,7 @@ from headwater.errors import HeadwaterError
 from headwater.oversight.refs import AssetRef, parse_ref
 from headwater.oversight.status import AuditRecord, OversightError
 from headwater.runtime.coordinator import ProgressFn, resume_run
+from headwater.runtime.fleet import _actor
 from headwater.runtime.workspace import Workspace
 from headwater.spec import load_workflow
 from headwater.store.records import CheckpointRecord
@@ -139,7 +140,7 @@ def rerun_affected(ws: Workspace, ref: AssetRef | str, *, workers: int = 0,
         if squash:
             store.set_checkpoint_status([c.id for c in squash], "squashed", reason)
         store.append_audit([AuditRecord(
-            ts=time.time(), actor="user", action="rerun", subject=str(ref), reason=reason, run_id=run_id,
+            ts=time.time(), actor=_actor("user"), action="rerun", subject=str(ref), reason=reason, run_id=run_id,
             data={"why": why, "recompute": item.recomputed, "keep": item.kept})])
         if run.status == "succeeded":
             store.set_run_status(run_id, "interrupted", run.finished_at)

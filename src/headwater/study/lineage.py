@@ -22,8 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from headwater.oversight.lineage import CheckpointInfo
-from headwater.oversight.refs import AssetRef
+from headwater.oversight import AssetRef, CheckpointInfo
 
 
 def ckpt_id(idx: int) -> str:
