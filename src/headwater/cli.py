@@ -404,7 +404,11 @@ def demo(
     directory: Path = typer.Option(Path("headwater-demo"), "--dir", help="Where the demo workspace goes."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Run both examples and show checkpoints, a diff, verify, reproduce and bisect.
+    """Run the examples and the fleet-oversight story on the embedded store.
+
+    Shows checkpoints, a diff, verify, reproduce and bisect; then a silent error in a
+    shared claim found by the inconsistency monitor, the breaker, policies, the blast
+    radius, revalidation and `rerun --affected-by`.
 
     Example: headwater demo
     """
