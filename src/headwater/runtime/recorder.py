@@ -29,27 +29,15 @@ import queue
 import signal
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 from headwater.checkpoint import bundle as B
+from headwater.checkpoint.bundle import _compact, _empty, _iso
 from headwater.checkpoint.canonical import NotJSON, to_jsonable
 from headwater.checkpoint.signing import SigningKey
 from headwater.errors import StoreError
 from headwater.store import Store
 from headwater.store.records import CheckpointRecord, EventRecord, TaskRecord
-
-
-def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, (dict, list, tuple, str)) and len(value) == 0)
-
-
-def _compact(part: dict, keep: tuple[str, ...] = ()) -> dict:
-    return {k: v for k, v in part.items() if k in keep or not _empty(v)}
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _sorted_pairs(items: Sequence[Sequence[Any]]) -> list[list[Any]]:
