@@ -85,3 +85,18 @@ def test_the_validator_catches_a_broken_crate(ws, chain_run, tmp_path, seeded_ca
     meta.write_text(json.dumps(doc))
     result, issues = _validate(out, "process-run-crate", seeded_cache)
     assert not result.passed() and any("instrument" in i for i in issues)
+
+
+def test_a_campaign_is_one_valid_provenance_run_crate(ws, chain_run, write_wf, tmp_path, seeded_cache):
+    from headwater.export import select_campaign
+    from headwater.runtime import RunOptions, run_workflow
+    from tests.runtime.workflows import CHAIN
+
+    second = run_workflow(ws, write_wf(CHAIN), {"scale": 3.0}, RunOptions(workers=0, seed=6, campaign="paper"))
+    sel = select_campaign(ws.store, "paper")
+    out = rocrate.write(rocrate.build(sel, ws.store.artifacts), tmp_path / "crate")
+    result, issues = _validate(out, "provenance-run-crate", seeded_cache)
+    assert result.passed(), issues
+    graph = _graph(out)
+    assert {f"#run/{chain_run}", f"#run/{second.run_id}"} <= set(graph)
+    assert all(f"#checkpoint/{c.id}" in graph for c in sel.checkpoints) and len(sel.checkpoints) == 8

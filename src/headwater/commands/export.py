@@ -1,8 +1,9 @@
 """``headwater export`` and ``headwater attest``: provenance in the standards' formats.
 
-``export`` writes one checkpoint, a run, a campaign, a workflow's runs or an
-explicit set of checkpoints (such as a blast radius) as in-toto/SLSA
-attestations, a Workflow Run RO-Crate, OpenLineage events or W3C PROV.
+``export`` writes one checkpoint, a run, a campaign, a workflow's runs, the
+blast radius of a shared asset or an explicit set of checkpoints as
+in-toto/SLSA attestations, a Workflow Run RO-Crate, OpenLineage events or
+W3C PROV.
 ``attest verify`` checks attestations against a public key; ``attest key``
 prints the workspace's public key for others to verify with.
 """
@@ -21,21 +22,23 @@ FORMATS = ("intoto", "rocrate", "openlineage", "prov")
 
 
 def _selection(store, ident: Optional[str], campaign: Optional[str], workflow: Optional[str],
-               ckpts: list[str], ids_from: Optional[Path]):
+               asset: Optional[str], ckpts: list[str], ids_from: Optional[Path]):
     from headwater.export import source
 
     ids = list(ckpts)
     if ids_from is not None:
         ids += [line.strip() for line in ids_from.read_text().splitlines() if line.strip()]
-    given = [x for x in (ident, campaign, workflow, ids or None) if x]
+    given = [x for x in (ident, campaign, workflow, asset, ids or None) if x]
     if len(given) != 1:
-        raise HeadwaterError("give exactly one of RUN|CKPT, --campaign, --workflow, or --ckpt/--ids-from")
+        raise HeadwaterError("give exactly one of RUN|CKPT, --campaign, --workflow, --asset, or --ckpt/--ids-from")
     if ident:
         return source.select(store, ident)
     if campaign:
         return source.select_campaign(store, campaign)
     if workflow:
         return source.select_workflow(store, workflow)
+    if asset:
+        return source.select_asset(store, asset)
     return source.select_checkpoints(store, ids)
 
 
@@ -50,6 +53,9 @@ def register(app: typer.Typer) -> None:
                                                    "the selection for rocrate)."),
         campaign: Optional[str] = typer.Option(None, "--campaign", help="Export every run of a campaign."),
         workflow: Optional[str] = typer.Option(None, "--workflow", help="Export every run of a workflow."),
+        asset: Optional[str] = typer.Option(None, "--asset",
+                                            help="Export the blast radius of KIND:NAME, KIND:NAME@VERSION or "
+                                                 "KIND:NAME@RANGE: every checkpoint built on it."),
         ckpt: list[str] = typer.Option([], "--ckpt", help="A checkpoint id to include; repeatable."),
         ids_from: Optional[Path] = typer.Option(None, "--ids-from",
                                                 help="File of checkpoint ids, one per line (e.g. a blast radius)."),
@@ -64,17 +70,18 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export checkpoints as in-toto/SLSA, a Workflow Run RO-Crate, OpenLineage or W3C PROV.
 
-        One checkpoint, one run, a campaign (--campaign), a workflow (--workflow)
-        or a set of checkpoints (--ckpt, --ids-from) becomes one attestation
-        bundle, one crate, one event stream or one PROV document.
-        Example: headwater export 3f2a9c --format intoto -o run.intoto.jsonl
+        One checkpoint, one run, a campaign (--campaign), a workflow (--workflow),
+        the blast radius of an asset (--asset) or a set of checkpoints (--ckpt,
+        --ids-from) becomes one attestation bundle, one crate, one event stream
+        or one PROV document.
+        Example: headwater export --asset lib:numpy@1.26.0 --format intoto -o affected.intoto.jsonl
         """
         from headwater import cli
 
         if fmt not in FORMATS:
             raise HeadwaterError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
         ws = cli._ws()
-        sel = _selection(ws.store, ident, campaign, workflow, ckpt, ids_from)
+        sel = _selection(ws.store, ident, campaign, workflow, asset, ckpt, ids_from)
         report: dict = {"format": fmt, "selection": sel.title, "checkpoints": len(sel.checkpoints),
                         "output": str(output) if output else None}
         text: Optional[str] = None

@@ -2,7 +2,7 @@
 
 ``source``       what an export covers: a :class:`~headwater.export.source.Selection`
                  of checkpoints read from the store (one, a run, a campaign,
-                 a workflow, or an explicit set such as a blast radius)
+                 a workflow, an asset's blast radius, or an explicit set)
 ``intoto``       in-toto Statement v1 + SLSA Provenance v1 in DSSE envelopes,
                  signed with the store key; verification
 ``rocrate``      Process Run / Provenance Run RO-Crates (profiles 0.5, RO-Crate 1.1)
@@ -18,6 +18,7 @@ five bundle parts onto each standard.
 from headwater.export.source import (
     Selection,
     select,
+    select_asset,
     select_campaign,
     select_checkpoint,
     select_checkpoints,
@@ -28,6 +29,7 @@ from headwater.export.source import (
 __all__ = [
     "Selection",
     "select",
+    "select_asset",
     "select_campaign",
     "select_checkpoint",
     "select_checkpoints",

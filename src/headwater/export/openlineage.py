@@ -21,10 +21,13 @@ dataset ``version``               the artifact's sha256
 ================================  =========================================
 
 Custom facets, each prefixed ``headwater_`` and described by its own JSON
-Schema (:func:`facet_schemas`): ``headwater_environment`` (the environment
-fingerprint), ``headwater_claims`` (the claim/intent summary),
-``headwater_specDiff`` (the spec diff) and ``headwater_checkpoint`` (the
-checkpoint id, status, chain links and signature).
+Schema shipped in ``headwater/export/schemas/`` (:data:`SCHEMAS`):
+``headwater_environment`` (the environment fingerprint),
+``headwater_claims`` (the claim/intent summary), ``headwater_specDiff``
+(the spec diff) and ``headwater_checkpoint`` (the checkpoint id, status,
+chain links and signature). Their fields and schema URLs come from those
+files, so the schema a consumer validates against is the one the events
+were built from.
 
 Inputs and outputs are datasets in the export namespace named
 ``<workflow>/<task>/<output>``; the ``version`` facet pins the content.
@@ -32,6 +35,8 @@ Inputs and outputs are datasets in the export namespace named
 
 from __future__ import annotations
 
+import copy
+import json
 import uuid
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -43,98 +48,60 @@ from headwater.export.source import Selection, urn
 from headwater.store import CheckpointRecord, RunRecord
 
 FEATURE = "export to OpenLineage"
-CORE_SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 DEFAULT_NAMESPACE = "headwater"
-FACET_VERSION = "1-0-0"
 
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-CUSTOM_FACETS: dict[str, dict[str, Any]] = {
-    "headwater_environment": {
-        "class": "HeadwaterEnvironmentRunFacet",
-        "description": "The environment fingerprint of the machine a task ran on.",
-        "properties": {
-            "fingerprint": {"type": "string", "description": "sha256 of the environment (interpreter, "
-                            "platform, installed distributions)"},
-            "hardwareClass": {"type": "string", "description": "hash of the CPU/GPU class"},
-            "python": {"type": "string"},
-            "platform": {"type": "string"},
-            "container": {"type": "string"},
-            "lock": {"type": "object", "properties": {"file": {"type": "string"},
-                                                      "sha256": {"type": "string"}}},
-            "details": {"type": "object", "description": "every field of the bundle's env part"},
-        },
-        "required": ["fingerprint"],
-    },
-    "headwater_claims": {
-        "class": "HeadwaterClaimsRunFacet",
-        "description": "The claim/intent summary: what the task set out to do and what it concludes.",
-        "properties": {
-            "goal": {"type": "string"},
-            "assumptions": _STRINGS,
-            "concludes": {"type": "string"},
-            "claims": {"type": "array", "items": {
-                "type": "object",
-                "properties": {"key": {"type": "string"}, "value": {},
-                               "uncertainty": {"type": "number"}, "units": {"type": "string"}},
-                "required": ["key", "value"],
-            }},
-        },
-        "required": ["claims"],
-    },
-    "headwater_specDiff": {
-        "class": "HeadwaterSpecDiffRunFacet",
-        "description": "What changed since the checkpoint this task is compared against.",
-        "properties": {
-            "against": {"type": "string", "description": "checkpoint id of the baseline; absent when there is none"},
-            "changed": {**_STRINGS, "description": "names such as params.alpha, code, seed, spec, env"},
-            "why": {"type": "string"},
-        },
-        "required": ["changed"],
-    },
-    "headwater_checkpoint": {
-        "class": "HeadwaterCheckpointRunFacet",
-        "description": "The signed checkpoint this task run wrote.",
-        "properties": {
-            "id": {"type": "string", "description": "sha256 of the canonical bundle"},
-            "run": {"type": "string"},
-            "status": {"type": "string"},
-            "attempt": {"type": "integer"},
-            "prev": {"type": "string", "description": "the previous checkpoint of the run; absent for the first"},
-            "parents": _STRINGS,
-            "keyId": {"type": "string"},
-            "signature": {"type": "string", "description": "Ed25519 signature of the bundle, hex"},
-        },
-        "required": ["id", "run", "status", "attempt"],
-    },
-}
+SCHEMAS = Path(__file__).parent / "schemas"
+"""The JSON Schemas (2020-12) of the custom facets, shipped with the package.
+
+Each file is ``<FacetClass>-<version>.json`` and is laid out like
+OpenLineage's own facet schemas: ``$defs`` holds the facet class (an
+``allOf`` of the core ``RunFacet`` and the facet's fields) and the
+top-level ``properties`` name the facet key. A facet's ``_schemaURL`` is the
+file's ``$id`` plus the ``$defs`` pointer, so :func:`schema_path` finds the
+file from what an event carries.
+"""
+
+
+@lru_cache(maxsize=None)
+def _custom_index() -> dict[str, tuple[str, dict, Path]]:
+    """facet key -> (facet class, schema, file), read once from :data:`SCHEMAS`."""
+    out: dict[str, tuple[str, dict, Path]] = {}
+    for path in sorted(SCHEMAS.glob("*.json")):
+        schema = json.loads(path.read_text())
+        (cls,) = schema["$defs"]
+        (key,) = schema["properties"]
+        out[key] = (cls, schema, path)
+    return out
+
+
+def custom_facets() -> list[str]:
+    """The keys of the ``headwater_`` facets, in file order."""
+    return list(_custom_index())
 
 
 def schema_url(facet: str) -> str:
     """The ``_schemaURL`` of a custom facet: its schema's ``$id`` and ``$defs`` pointer."""
-    cls = CUSTOM_FACETS[facet]["class"]
-    return f"{urn('openlineage', f'facet:{cls}:{FACET_VERSION}')}#/$defs/{cls}"
+    cls, schema, _ = _custom_index()[facet]
+    return f"{schema['$id']}#/$defs/{cls}"
+
+
+def schema_path(url: str) -> Path:
+    """The shipped schema file a custom facet's ``_schemaURL`` names."""
+    base = url.split("#", 1)[0]
+    for _, schema, path in _custom_index().values():
+        if schema["$id"] == base:
+            return path
+    raise KeyError(f"{url!r} names no headwater facet schema; the known ones are in {SCHEMAS}")
 
 
 def facet_schemas() -> dict[str, dict]:
-    """The JSON Schema (2020-12) of every custom facet, by facet name."""
-    out = {}
-    for name, spec in CUSTOM_FACETS.items():
-        cls = spec["class"]
-        out[name] = {
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": schema_url(name).split("#", 1)[0],
-            "$defs": {cls: {
-                "description": spec["description"],
-                "allOf": [
-                    {"$ref": f"{CORE_SCHEMA}#/$defs/RunFacet"},
-                    {"type": "object", "properties": spec["properties"], "required": spec["required"]},
-                ],
-                "type": "object",
-            }},
-            "type": "object",
-            "properties": {name: {"$ref": f"#/$defs/{cls}"}},
-        }
-    return out
+    """The JSON Schema (2020-12) of every custom facet, by facet key (copies: change them freely)."""
+    return {key: copy.deepcopy(schema) for key, (_, schema, _) in _custom_index().items()}
+
+
+def _fields(schema: dict) -> list[str]:
+    cls = next(iter(schema["$defs"]))
+    return list(schema["$defs"][cls]["allOf"][1]["properties"])
 
 
 @lru_cache(maxsize=None)
@@ -142,10 +109,10 @@ def _custom_classes() -> dict[str, type]:
     attr = need("attr", FEATURE)
     base = need("openlineage.client.generated.base", FEATURE)
     classes: dict[str, type] = {}
-    for name, spec in CUSTOM_FACETS.items():
+    for name, (class_name, schema, _) in _custom_index().items():
         url = schema_url(name)
-        fields = {p: attr.field(default=None, kw_only=True) for p in spec["properties"]}
-        cls = attr.make_class(spec["class"], fields, bases=(base.RunFacet,))
+        fields = {p: attr.field(default=None, kw_only=True) for p in _fields(schema)}
+        cls = attr.make_class(class_name, fields, bases=(base.RunFacet,))
         cls._get_schema = staticmethod(lambda url=url: url)
         classes[name] = cls
     return classes

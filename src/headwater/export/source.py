@@ -9,8 +9,9 @@ selection. After that, building an export does no I/O besides reading
 artifact bytes for an RO-Crate.
 
 A selection is one checkpoint, one run, a whole campaign, every run of a
-workflow, or an explicit list of checkpoint ids (for example the blast
-radius of a shared asset).
+workflow, the blast radius of a shared asset (every checkpoint built on the
+versions an ``ASSET[@VERSION|RANGE]`` selects), or an explicit list of
+checkpoint ids.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from headwater.errors import HeadwaterError, NotFound
+from headwater.oversight import OversightError, RefError, parse_ref
 from headwater.store import CheckpointRecord, RunRecord, Store
 
 URN = "urn:headwater:"
@@ -46,8 +48,9 @@ class Ref:
 class Selection:
     """The checkpoints to export and the context needed to describe them.
 
-    ``kind`` is ``"checkpoint"``, ``"run"``, ``"campaign"``, ``"workflow"``
-    or ``"checkpoints"``; ``title`` names the selection for people.
+    ``kind`` is ``"checkpoint"``, ``"run"``, ``"campaign"``, ``"workflow"``,
+    ``"asset"`` (a blast radius) or ``"checkpoints"``; ``title`` names the
+    selection for people.
     ``checkpoints`` are in write order: by run creation time, then by the
     order within each run. ``specs`` maps a spec hash to the stored spec
     (absent when the store no longer has it); ``envs`` maps an environment
@@ -161,3 +164,24 @@ def select_checkpoints(store: Store, ids: Iterable[str], title: str | None = Non
     """An explicit set of checkpoints, such as the blast radius of an asset."""
     records = [store.get_checkpoint(i) for i in dict.fromkeys(ids)]
     return _complete(store, "checkpoints", title or f"{len(records)} checkpoints", records)
+
+
+def select_asset(store: Store, ref: str) -> Selection:
+    """Every checkpoint in the blast radius of ``KIND:NAME[@VERSION|@RANGE]``.
+
+    The radius is the store's :meth:`~headwater.store.Store.blast_radius`:
+    the checkpoints that used the selected versions, and everything built on
+    what they produced, across runs and workflows. Checkpoints are read run
+    by run, so a large radius costs one query per affected run.
+    """
+    try:
+        parsed = parse_ref(ref)
+    except RefError as exc:
+        raise OversightError(str(exc), subject=ref) from None
+    radius = store.blast_radius(parsed)
+    wanted = set(radius.checkpoints)
+    if not wanted:
+        raise NotFound("checkpoint built on", ref, f"`headwater blast-radius {ref}` shows what depends on it; "
+                       "`headwater assets --all` lists the known versions")
+    records = [c for run_id in radius.runs for c in store.list_checkpoints(run_id) if c.id in wanted]
+    return _complete(store, "asset", f"blast radius of {radius.selector}", records)
