@@ -4,9 +4,15 @@ Runs the two examples and 1,000 no-op tasks with local agent processes on the
 embedded SQLite store (fresh workspace in a temporary directory, caching off)
 and prints one table. "provenance" is the coordinator's time fingerprinting
 the environment, building, signing and durably storing bundles (and heavy
-captures when a trigger fires). Each workflow runs twice: "cold" is the first
-run in a fresh process and campaign (first-use costs: SQL statement
-compilation, the first-in-campaign heavy capture), "warm" the second.
+captures when a trigger fires): signing and writing run beside the
+coordinator (a store writer thread, or process for runs of 200 tasks and
+more) and count where the coordinator hands work over or waits for it to be
+durable, at the latest when the run ends. Each workflow runs twice: "cold"
+is the first run in a fresh process and campaign (first-use costs: SQL
+statement compilation, the first-in-campaign heavy capture, reading which
+distributions provide which modules), "warm" the second. Run it on a quiet
+machine: on a shared one, compare two trees side by side instead
+(``PYTHONPATH=<other tree>/src``).
 
     python benchmarks/checkpoint_cost.py [--noop 1000] [--workers 2] [--json]
 """

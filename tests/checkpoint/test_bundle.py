@@ -328,3 +328,23 @@ def test_derive_seed_rejects_bad_arguments():
 def test_build_reports_mistyped_arguments(override, field):
     with pytest.raises(IntegrityError, match=rf"^bundle for run .* field '{field}'"):
         B.build_bundle(**bundle_kwargs(**override))
+
+
+def test_bundle_times_match_datetime_isoformat_to_the_millisecond():
+    import random
+    from datetime import datetime, timezone
+
+    from headwater.checkpoint.bundle import _iso
+
+    rng = random.Random(7)
+    edges = [0.0, 1.9999995, 1.9999996, 1_700_000_000.0009995, 1_700_000_000.9999996, -1.5]
+    for seconds in edges + [rng.uniform(0, 4e9) for _ in range(2000)]:
+        expected = datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(timespec="milliseconds")
+        assert _iso(seconds) == expected.replace("+00:00", "Z"), seconds
+
+
+def test_plain_cache_key_equals_cache_key():
+    args = dict(task_hash="t" * 64, inputs={"a/x": "ab" * 32}, params={"alpha": 0.5, "n": [1, 2]}, seed=3,
+                env_fp="e" * 64)
+    assert B.plain_cache_key(**args) == B.cache_key(**args)
+    assert B.plain_cache_key(**{**args, "seed": 4}) != B.cache_key(**args)

@@ -1,11 +1,15 @@
 """Blast radius and taint over the lineage graph: in memory, and in the store on each backend."""
 
 import time
+import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from headwater.errors import StoreError
 from headwater.oversight import AssetStatus, LineageGraph, blast_radius, parse_ref, taint
-from tests.oversight.graphs import G0, G1, IDS, SHA, fill_store, memory_graph
+from tests.oversight.graphs import G0, G1, IDS, SHA, fill_store, memory_graph, random_graph, to_memory, to_store
 
 EXPECTED = {"c1", "c2", "c3", "c4"}
 
@@ -83,3 +87,23 @@ def test_blast_radius_of_a_large_graph_is_bounded_by_the_radius():
 def test_store_and_memory_agree_on_every_selector(store, ref):
     fill_store(store)
     assert store.blast_radius(ref).to_json() == blast_radius(memory_graph(), parse_ref(ref)).to_json()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), runs=st.integers(1, 5), per_run=st.integers(1, 7))
+def test_the_database_walk_equals_the_pure_walk_on_random_graphs(store, seed, runs, per_run):
+    ns = f"n{uuid.uuid4().hex[:6]}-"
+    rows = random_graph(seed, ns, runs=runs, per_run=per_run)
+    to_store(store, rows)
+    graph = to_memory(rows)
+    selectors = [f"lib:{ns}L{i}" for i in range(3)] + [f"lib:{ns}L0@v1", f"lib:{ns}L2@>=v1"] + \
+        [f"claim:{ns}k{i}" for i in range(3)]
+    for sel in selectors:
+        expected = blast_radius(graph, parse_ref(sel)).to_json()
+        assert store.blast_radius(sel).to_json() == expected, sel
+        assert store.blast_radius(sel, walk="hops").to_json() == expected, sel
+
+
+def test_an_unknown_walk_is_refused(store):
+    with pytest.raises(StoreError, match="unknown blast-radius walk 'bfs'"):
+        store.blast_radius("lib:x", walk="bfs")

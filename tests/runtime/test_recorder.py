@@ -49,6 +49,13 @@ def test_assembled_bytes_equal_build_bundle(case):
     B.load_bundle(assemble_bundle(**args))
 
 
+def test_reused_environment_text_follows_the_object_passed():
+    first, second = {"fp": "e" * 16, "hw": "x86_64"}, {"fp": "f" * 16, "cpu": "ünï"}
+    for env in (first, first, second, first, {**first}):
+        args = _args(env=env)
+        assert assemble_bundle(**args) == B.bundle_bytes(B.build_bundle(**args))
+
+
 def test_values_that_are_not_plain_json_take_build_bundles_path():
     np = pytest.importorskip("numpy")
     args = _args(intent={"claims": [{"key": "k", "value": np.float64(1.5)}]})
@@ -88,3 +95,28 @@ def test_store_writer_reports_a_failed_batch(store):
     writer.submit([f.checkpoint("no-such-run", "t", 1)], [], [], [])
     with pytest.raises(StoreError):
         writer.close()
+
+
+def test_store_writer_rows_read_back_as_written(store):
+    from headwater.checkpoint.signing import SigningKey
+    from headwater.store.records import ArtifactRecord, AssetUse, ClaimRecord
+
+    store.create_run(f.run("r1"))
+    out = ArtifactRecord("cd" * 32, 3, "text/plain", "file:///x", name="y")
+    ck = f.checkpoint("r1", "naïve", 1, outputs=[out], claims=[ClaimRecord("g", {"v": [1, None, "ü"]}, 0.5, "m")],
+                      uses=[AssetUse("lib", "numpy", "2.0", "consumed")])
+    ck.signature = ""
+    data = {"reason": "ünïcode \"quoted\"", "none": None, "flag": True, "nested": {"a": [1.5, 2]}}
+    writer = StoreWriter(store, SigningKey.generate(), process=False)
+    writer.submit([ck], [f.task("r1", "naïve", "committed", agent="a1", fencing=2**40, error=None)],
+                  [f.event("committed", run_id="r1", task="naïve", attempt=1, data=data)], [])
+    writer.close()
+    got = store.get_checkpoint(ck.id)
+    assert (got.bundle, got.parents, got.cache_valid) == (ck.bundle, ck.parents, True)
+    assert [(o.sha256, o.size, o.name) for o in got.outputs] == [(out.sha256, 3, "y")]
+    assert [(c.key, c.value, c.uncertainty) for c in got.claims] == [("g", {"v": [1, None, "ü"]}, 0.5)]
+    assert [(u.kind, u.name, u.version) for u in got.uses] == [("lib", "numpy", "2.0")]
+    (event,) = store.list_events("r1")
+    assert (event.kind, event.task, event.data) == ("committed", "naïve", data)
+    (row,) = store.get_tasks("r1")
+    assert (row.task, row.state, row.agent, row.fencing) == ("naïve", "committed", "a1", 2**40)

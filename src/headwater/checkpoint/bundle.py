@@ -49,6 +49,7 @@ nothing reads the clock, the disk or the machine.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -116,6 +117,29 @@ def _sorted_ids(ids: Any) -> Any:
 
 
 def _iso(seconds: float) -> str:
+    """ISO 8601 UTC to the millisecond, as ``datetime.isoformat`` writes it.
+
+    Two of these go into every bundle, so the text of the whole second is
+    remembered: the microseconds are rounded half-even exactly as
+    :meth:`datetime.fromtimestamp` rounds them, and a datetime is only
+    built when the second changes.
+    """
+    if not seconds >= 0:
+        return _iso_slow(seconds)
+    frac, whole = math.modf(seconds)
+    micro = round(frac * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1.0
+    return f"{_second_text(int(whole))}.{micro // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second_text(second: int) -> str:
+    return _iso_slow(second)[:-5]
+
+
+def _iso_slow(seconds: float) -> str:
     stamp = datetime.fromtimestamp(seconds, tz=timezone.utc)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -560,16 +584,14 @@ def cache_key(*, task_hash: str, inputs: dict, params: dict, seed: int, env_fp: 
     environment fingerprint. Leaving any of them out would let a cached
     result stand in for a computation that would have come out differently.
     """
-    return hash_obj(
-        {
-            "k": "headwater.cache.v1",
-            "task": task_hash,
-            "inputs": to_jsonable(inputs),
-            "params": to_jsonable(params),
-            "seed": seed,
-            "env": env_fp,
-        }
-    )
+    return plain_cache_key(task_hash, to_jsonable(inputs), to_jsonable(params), seed, env_fp)
+
+
+def plain_cache_key(task_hash: str, inputs: dict, params: Any, seed: int, env_fp: str) -> str:
+    """:func:`cache_key` for ``inputs`` and ``params`` that are plain JSON already
+    (as the runtime prepares them once per run): no copy, just the hash."""
+    return hash_obj({"k": "headwater.cache.v1", "task": task_hash, "inputs": inputs, "params": params,
+                     "seed": seed, "env": env_fp})
 
 
 def derive_seed(run_seed: int, task: str, attempt: int = 1, *, per_attempt: bool = False) -> int:

@@ -11,7 +11,7 @@ import importlib
 
 import typer
 
-MODULES: tuple[str, ...] = ("export", "sched", "oversight", "study")
+MODULES: tuple[str, ...] = ("export", "sched", "oversight", "study", "server", "fleetq")
 
 
 def register_all(app: typer.Typer) -> None:

@@ -190,7 +190,7 @@ def decide(snapshot: Snapshot, dependent: Dependent,
 def _merge(into: Directive, other: Directive) -> None:
     into.effects.extend(other.effects)
     for asset, cap in other.caps.items():
-        into.caps[asset] = min(cap, into.caps.get(asset, cap))
+        into.cap(asset, cap, other.scopes[asset])
     into.sandbox = into.sandbox or other.sandbox
     for asset, route in other.routes.items():
         into.routes.setdefault(asset, route)

@@ -170,7 +170,11 @@ class Match:
 
     ``status`` defaults to degraded and retracted. ``assets`` are refs
     (``claim:g``, ``lib:fft``, globs such as ``lib:scipy*``); ``tags_any``,
-    ``tags_all`` and ``tags_none`` test the dependent workflow's tags.
+    ``tags_all`` and ``tags_none`` test the dependent workflow's tags and
+    ``campaigns`` its run's campaign. Tags and campaigns are also the scope
+    of a rule's throttle: its cap counts the running tasks, across the
+    fleet, that use the asset and are in that scope (a quota per campaign
+    or tag).
     """
 
     status: frozenset[AssetStatus] = frozenset({AssetStatus.DEGRADED, AssetStatus.RETRACTED})
@@ -179,6 +183,7 @@ class Match:
     tags_any: frozenset[str] = frozenset()
     tags_all: frozenset[str] = frozenset()
     tags_none: frozenset[str] = frozenset()
+    campaigns: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         statuses = self.status
@@ -196,7 +201,7 @@ class Match:
         except RefError as exc:
             raise OversightError(f"rule asset: {exc}") from None
         object.__setattr__(self, "assets", assets)
-        for name in ("tags_any", "tags_all", "tags_none"):
+        for name in ("tags_any", "tags_all", "tags_none", "campaigns"):
             object.__setattr__(self, name, _names(getattr(self, name)))
 
     def matches(self, exposure: Exposure, dependent: Dependent) -> bool:
@@ -205,6 +210,12 @@ class Match:
         if self.kinds and exposure.kind not in self.kinds:
             return False
         if self._refs and not any(r.matches(exposure.kind, exposure.name, exposure.version) for r in self._refs):
+            return False
+        return self.in_scope(dependent)
+
+    def in_scope(self, dependent: Dependent) -> bool:
+        """Whether ``dependent``'s tags and campaign are among those this matches."""
+        if self.campaigns and dependent.campaign not in self.campaigns:
             return False
         return self.matches_tags(dependent.tags)
 
@@ -225,6 +236,8 @@ class Match:
                                           ("none", self.tags_none)) if v}
         if tags:
             doc["tags"] = tags
+        if self.campaigns:
+            doc["campaign"] = sorted(self.campaigns)
         return doc
 
 
@@ -341,7 +354,7 @@ def _action(item: Any, where: str) -> Action:
 
 def _match(doc: Mapping[str, Any] | None, where: str) -> Match:
     doc = dict(doc or {})
-    unknown = set(doc) - {"status", "kind", "kinds", "asset", "assets", "tags"}
+    unknown = set(doc) - {"status", "kind", "kinds", "asset", "assets", "tags", "campaign", "campaigns"}
     if unknown:
         raise OversightError(f"{where}: unknown field(s) {sorted(unknown)} in 'when'")
     tags = doc.get("tags") or {}
@@ -354,6 +367,7 @@ def _match(doc: Mapping[str, Any] | None, where: str) -> Match:
         "kinds": doc.get("kind", doc.get("kinds")),
         "assets": doc.get("asset", doc.get("assets", ())) or (),
         "tags_any": tags.get("any"), "tags_all": tags.get("all"), "tags_none": tags.get("none"),
+        "campaigns": doc.get("campaign", doc.get("campaigns")),
     }
     if "status" in doc:
         kwargs["status"] = doc["status"]
@@ -454,11 +468,14 @@ class Directive:
     """What all policies together say about one dependent.
 
     Only enforced effects shape the fields; shadow effects are in
-    ``effects`` for the audit log.
+    ``effects`` for the audit log. ``scopes`` holds, per capped asset, the
+    match of the rule whose cap is the smallest: the dependents that cap
+    counts (see :meth:`over_cap`).
     """
 
     effects: list[Effect] = field(default_factory=list)
     caps: dict[str, int] = field(default_factory=dict)
+    scopes: dict[str, Match] = field(default_factory=dict)
     sandbox: bool = False
     routes: dict[str, str] = field(default_factory=dict)
     alerts: list[Effect] = field(default_factory=list)
@@ -474,6 +491,39 @@ class Directive:
     def reasons(self) -> list[str]:
         return [f"{e.policy} v{e.policy_version}: {e.action} ({e.exposure.ref} {e.exposure.status.label})"
                 for e in self.enforced]
+
+    def cap(self, asset: str, cap: int, scope: Match) -> None:
+        """Cap ``asset`` at ``cap`` running dependents in ``scope`` (the smallest cap wins)."""
+        prev = self.caps.get(asset)
+        if prev is None or cap < prev:
+            self.caps[asset], self.scopes[asset] = cap, scope
+
+    def over_cap(self, running: Iterable[Running]) -> tuple[str, int, int] | None:
+        """The first capped asset (by name) whose cap the running tasks fill,
+        as ``(asset, cap, running)``, or None: the task may start.
+
+        ``running`` lists every task running now that uses a capped asset,
+        in every run of the fleet; each cap counts those that use its asset
+        and fall in its rule's scope (tags, campaign), so a throttle is
+        fleet-wide and a rule scoped to a campaign is that campaign's quota.
+        """
+        running = list(running)
+        for asset in sorted(self.caps):
+            cap = self.caps[asset]
+            scope = self.scopes.get(asset)
+            n = sum(1 for r in running if asset in r.assets and (scope is None or scope.in_scope(r.dependent)))
+            if n >= cap:
+                return asset, cap, n
+        return None
+
+
+@dataclass(frozen=True)
+class Running:
+    """A task running somewhere in the fleet, with the ``kind:name`` assets it
+    was admitted as using (what fleet-wide throttles count)."""
+
+    dependent: Dependent
+    assets: frozenset[str]
 
 
 Rerouter = Callable[[Exposure, str], "Exposure | None"]
@@ -518,8 +568,7 @@ def evaluate(
                 if not enforced:
                     continue
                 if action.kind == "throttle":
-                    prev = out.caps.get(exp.asset)
-                    out.caps[exp.asset] = action.cap if prev is None else min(prev, action.cap or 0)
+                    out.cap(exp.asset, action.cap or 0, rule.when)
                 elif action.kind == "sandbox":
                     out.sandbox = True
                 elif action.kind == "reroute":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -48,10 +49,13 @@ from headwater.oversight.status import (
     Transition,
     transition,
 )
+from headwater.store.records import EventRecord
 
 if TYPE_CHECKING:
     from headwater.store import Store
     from headwater.store.assets import CanaryRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,10 +89,26 @@ class MonitorReport:
     findings: mon.Findings
     signals: list[Signal]
     outcome: Outcome
+    reports: dict | None = None
+    skipped: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"findings": self.findings.to_json(), "signals": [s.to_json() for s in self.signals],
-                "outcome": self.outcome.to_json()}
+        out = {"findings": self.findings.to_json(), "signals": [s.to_json() for s in self.signals],
+               "outcome": self.outcome.to_json()}
+        if self.reports is not None:
+            out["reports"] = self.reports
+        if self.skipped:
+            out["skipped"] = list(self.skipped)
+        return out
+
+
+RUN_END_LIMIT = 5_000
+"""Above this many committed and refuted checkpoints in the store, a run's end
+runs only the monitors over its own claim keys; the fleet-wide ones are
+left to ``headwater monitors run``."""
+
+RUN_END_BUDGET = 1.0
+"""Seconds the monitors at a run's end may take; the rest are skipped."""
 
 
 class Fleet:
@@ -427,6 +447,9 @@ class Fleet:
             findings.shifts = [s for s in self._shifts(obs) if s.significant]
             findings.failure_clusters = mon.verification_clusters(self.store.verification_observations())
             findings.disagreements = mon.redundancy(self.store.redundancy_observations())
+        return self._report(findings, apply, min_score)
+
+    def _report(self, findings: mon.Findings, apply: bool, min_score: float) -> MonitorReport:
         sigs = mon.signals(findings, min_score=min_score)
         outcome = Outcome()
         if apply:
@@ -435,6 +458,58 @@ class Fleet:
                     outcome.extend(self.signal(Signal(subject, sig.source, sig.reason, sig.score, sig.trip,
                                                       sig.evidence)))
         return MonitorReport(findings, sigs, outcome)
+
+    def run_end(self, keys: Sequence[str], *, run_id: str | None = None, per_key: int | None = None,
+                limit: int = RUN_END_LIMIT, budget: float = RUN_END_BUDGET,
+                min_score: float = 0.5) -> MonitorReport:
+        """The monitors a coordinator runs when a run ends; signals go through the breaker.
+
+        Over the claim keys the run published (the newest ``per_key`` runs'
+        values of each): inconsistency and output shift. Then, while the
+        store holds at most ``limit`` committed and refuted checkpoints and
+        ``budget`` seconds have not passed, the fleet-wide ones in order of
+        cost: redundancy, clustered verification failures, and the
+        concentration and coverage reports (kept in the report and logged as
+        a ``monitor-report`` event, outside the run's own event stream). What is skipped is named in the report
+        and logged: ``headwater monitors run`` runs everything.
+        """
+        started = self.clock()
+        findings = mon.Findings()
+        if keys:
+            obs = self.store.claim_observations(keys, per_key=per_key)
+            findings.inconsistencies = mon.inconsistency(obs)
+            findings.shifts = [s for s in self._shifts(obs) if s.significant]
+        fleet_wide: list[tuple[str, Callable[[], Any]]] = [
+            ("redundancy", lambda: setattr(findings, "disagreements",
+                                           mon.redundancy(self.store.redundancy_observations()))),
+            ("verification", lambda: setattr(findings, "failure_clusters",
+                                             mon.verification_clusters(self.store.verification_observations()))),
+        ]
+        reports: dict = {}
+        fleet_wide.append(("concentration+coverage", lambda: reports.update(self.reports())))
+        skipped: list[str] = []
+        size = self.store.verdict_count()
+        for name, run in fleet_wide:
+            if size > limit:
+                skipped.append(name)
+            elif self.clock() - started > budget:
+                skipped.append(name)
+            else:
+                run()
+        if skipped:
+            why = (f"{size:,} committed and refuted checkpoints > {limit:,}" if size > limit
+                   else f"over the {budget:g} s budget")
+            log.info("run %s ended: skipped monitors %s (%s); run `headwater monitors run` for them",
+                     run_id or "?", ", ".join(skipped), why)
+        report = self._report(findings, True, min_score)
+        report.skipped = skipped
+        if reports:
+            report.reports = reports
+            self.store.append_events([EventRecord(
+                ts=self.clock(), kind="monitor-report", run_id=None,
+                data={"run": run_id, "unwatched": reports["unwatched"], "herfindahl": reports["herfindahl"],
+                      "concentration": reports["concentration"][:5]})])
+        return report
 
     def _expand(self, subject: str) -> list[str]:
         ref = parse_ref(subject)

@@ -10,8 +10,12 @@ its inputs, and hands them to the pure core
 (:func:`headwater.oversight.decide`). What comes back is applied here:
 
 * a task that a policy pauses (``throttle`` 0), or that a cap keeps waiting,
-  is *held*: its lease stays with the guard, renewed, and is offered again
-  as the oversight state changes, while every task of this run and of other
+  is *held*. Caps are fleet-wide: a cap counts the tasks running now that
+  use the asset in every run sharing the store (each admission of a capped
+  task is recorded, and counts while its task row holds the lease), and a
+  rule scoped by tags or campaign counts only those, which makes it that
+  campaign's or tag's quota. A held task's lease stays with the guard,
+  renewed, and is offered again as the oversight state changes, while every task of this run and of other
   runs that is not exposed keeps running. When nothing but held work is
   left, the run stops as ``interrupted`` (after waiting ``hold`` seconds),
   to be resumed once the asset is cleared;
@@ -28,9 +32,11 @@ its inputs, and hands them to the pure core
   registered as revalidating, behind a canary, before anyone can use them;
 * claims published from a degraded or retracted version, or from a tainted
   claim, are suspect from the start;
-* when the run ends, the inconsistency monitor compares the claims it
-  published with other workflows' (its signals go through the breaker), and
-  a canary run's canaries are judged.
+* when the run ends, the monitors run: inconsistency and output shift over
+  the claims it published, compared with other workflows', then, time-boxed
+  and only while the fleet is small enough, redundancy, clustered
+  verification failures, concentration and coverage; their signals go
+  through the breaker. A canary run's canaries are judged.
 
 Every policy effect -- enforced, staged out or shadow -- goes to the audit
 log once per task and run, naming the policy, its version, its mode and the
@@ -46,7 +52,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from headwater.oversight.engine import Decision, Snapshot, decide, resolve
-from headwater.oversight.policy import Dependent, Exposure, evaluate
+from headwater.oversight.policy import Dependent, Exposure, Running, evaluate
 from headwater.oversight.refs import parse_ref
 from headwater.oversight.registry import Implementations, implementations
 from headwater.oversight.routing import Candidate, Choice, choose
@@ -167,7 +173,8 @@ class DispatchGuard:
         self.untrusted: set[str] = set()
         self.sandboxed: dict[str, str] = {}
         self.exposure_of: dict[int, set[str]] = {}
-        self.running: dict[str, int] = defaultdict(int)
+        self._fleet: list[Running] | None = None
+        self._fleet_at = -1e18
         self.pool_of: dict[str, Choice] = {}
         self._audited: set[tuple] = set()
         self._claims_seen: set[str] = set()
@@ -278,11 +285,11 @@ class DispatchGuard:
             reason = "no healthy compute pool: " + ", ".join(self.wf.tasks[task].pools or ("local",))
         elif decision.pause:
             reason = "; ".join(r for r in decision.directive.reasons() if ": pause (" in r) or "paused by policy"
-        else:
-            for asset, cap in decision.caps.items():
-                if self.running[asset] >= cap:
-                    reason = f"{asset} is throttled to {cap} running dependent(s)"
-                    break
+        elif decision.caps:
+            over = decision.directive.over_cap(self._running(now))
+            if over is not None:
+                asset, cap, n = over
+                reason = f"{asset} is throttled to {cap} running dependent(s) ({n} running across the fleet)"
         if reason is not None:
             self._hold(agent, lease, reason, now, causes)
             return False
@@ -307,8 +314,7 @@ class DispatchGuard:
         exposed = {f"{e.kind}:{e.name}" for e in decision.exposures()}
         if decision.caps:
             self.exposure_of[lease.token] = exposed
-            for asset in exposed:
-                self.running[asset] += 1
+            self.store.record_exposure(self.run.id, task, lease.attempt, lease.token, exposed, now)
 
     def _hold(self, agent: str, lease: Lease, reason: str, now: float, causes: Sequence[str] = ()) -> None:
         first = lease.token not in self.held
@@ -338,8 +344,15 @@ class DispatchGuard:
 
     def done(self, token: int) -> None:
         """A dispatched lease finished (its cap slot is free)."""
-        for asset in self.exposure_of.pop(token, ()):
-            self.running[asset] -= 1
+        self.exposure_of.pop(token, None)
+
+    def _running(self, now: float) -> list[Running]:
+        """Tasks running now that use capped assets: this run's, known here at
+        once, and every other run's from the store (at most ``refresh`` old)."""
+        if self._fleet is None or now - self._fleet_at >= self.refresh:
+            self._fleet, self._fleet_at = self.store.running_exposures(now, exclude_run=self.run.id), now
+        own = [Running(self.dependent, frozenset(assets)) for assets in self.exposure_of.values()]
+        return own + self._fleet
 
     def stop_waiting(self, now: float) -> bool:
         """Nothing runs but held work: True to stop the run now (``interrupted``),
@@ -478,12 +491,14 @@ class DispatchGuard:
         return None
 
     def finish(self, status: str) -> None:
-        """The run ended: the inconsistency monitor looks at the claim keys it
-        published (its signals go through the breaker), and a canary run's
-        canaries are judged."""
+        """The run ended: the monitors run (:meth:`Fleet.run_end`: the claim
+        keys it published, unless all came from sandboxed results, then the
+        fleet-wide monitors while the fleet is small enough; their signals go
+        through the breaker), and a canary run's canaries are judged."""
         keys = sorted({c.key for c in self._published})
-        if keys and not self.untrusted.issuperset(self._published_by):
-            self.fleet.run_monitors(keys=keys, per_key=MONITOR_WINDOW)
+        if self.untrusted.issuperset(self._published_by):
+            keys = []
+        self.fleet.run_end(keys, run_id=self.run.id, per_key=MONITOR_WINDOW)
         if "canary" in self.dependent.tags and status == "succeeded":
             self.fleet.evaluate_canaries()
 

@@ -9,9 +9,13 @@ core (:func:`headwater.oversight.transition`) returned, checking that no
 one changed the status in between (compare-and-set), together with the
 audit records, in one transaction.
 
-Blast radius. :class:`StoreEdges` implements the pure core's
-:class:`~headwater.oversight.EdgeSource` with three statements per hop of
-the breadth-first walk, each over the whole frontier, bound as one
+Blast radius. :class:`DatabaseWalk` walks the lineage graph inside the
+database (a temporary table of visited checkpoints, one ``INSERT ...
+SELECT`` per hop), so that Python reads the radius once, at the end; it
+is what :meth:`OversightStore.blast_radius` uses. :class:`StoreEdges`
+implements the pure core's :class:`~headwater.oversight.EdgeSource` for
+the reference walk (``walk="hops"``) with one statement per hop of
+the breadth-first walk, over the whole frontier, bound as one
 parameter (a JSON array read by ``json_each`` on SQLite, a text array
 ``unnest``-ed on PostgreSQL), so the SQL is compiled once whatever the
 frontier's size. Every lookup is index-only (migration 0002):
@@ -39,9 +43,9 @@ import sqlalchemy as sa
 
 from headwater.errors import NotFound, StoreError
 from headwater.oversight.engine import RANGE_PREFIX, Snapshot, range_of
-from headwater.oversight.lineage import BlastRadius, CheckpointInfo, Hop, blast_radius
+from headwater.oversight.lineage import BlastRadius, CheckpointInfo, Hop, blast_radius, select_versions
 from headwater.oversight.monitors import ClaimObs, RedundancyObs, VerificationObs
-from headwater.oversight.policy import Policy, policy_from_doc
+from headwater.oversight.policy import Dependent, Policy, Running, policy_from_doc
 from headwater.oversight.refs import AssetRef, parse_ref
 from headwater.oversight.routing import Pin
 from headwater.oversight.status import AssetStatus, AuditRecord, Transition
@@ -333,6 +337,201 @@ class StoreEdges:
             for row in self._rows("details", chunk):
                 out[row[0]] = CheckpointInfo._make(row)
         return out
+
+
+# ------------------------------------------------------- in-database walk
+
+_WALK = sa.MetaData()
+
+WALK_VISIT = sa.Table(
+    "hw_walk_visit", _WALK,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("depth", sa.Integer(), nullable=False),
+    sa.Column("prev", sa.String(), nullable=True),
+    sa.Column("via", sa.String(), nullable=False),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("workflow", sa.String(), nullable=False),
+    sa.Column("task", sa.String(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Index("ix_hw_walk_visit_depth", "depth"),
+    prefixes=["TEMPORARY"],
+)
+"""The checkpoints the walk reached: depth, the link each was first reached by
+(the parent pointer paths are rebuilt from), and what the report shows about
+it, copied once, when reached."""
+
+
+class DatabaseWalk:
+    """The blast-radius walk run inside the database, one statement per hop.
+
+    Same edges, same tie-breaks and so the same :class:`BlastRadius` as the
+    pure core's :func:`~headwater.oversight.blast_radius` over
+    :class:`StoreEdges` (the reference, kept as ``walk="hops"``), but the
+    visited set and the frontier live in a temporary table of the reading
+    transaction, so no checkpoint crosses to Python until the final read.
+    Each hop is one ``INSERT ... SELECT`` over the frontier (``depth = d``):
+    the checkpoints that consume an output of it (in the producer's run) or
+    a claim it published and were not visited yet, each with its smallest
+    ``(producer, label)`` link (a window function). The artifacts and claim
+    versions need no table of their own: each was first reached at the
+    smallest depth of a visited checkpoint that produced it, through the
+    smallest such checkpoint at that depth, which the final read works out
+    from the visited set. The temporary table vanishes with the transaction
+    (the reader rolls back), and is dropped at the end anyway. Strings are
+    compared with the ``C`` collation on PostgreSQL, so ties break by code
+    point as in Python.
+    """
+
+    COLUMNS = ("id", "depth", "prev", "via", "run_id", "workflow", "task", "status", "seq")
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+
+    def _c(self, expr: Any) -> Any:
+        return sa.collate(expr, "C") if self.pg else expr
+
+    def run(self, ref: AssetRef, selected: Sequence[tuple[str, str]], max_depth: int = 10_000) -> BlastRadius:
+        result = BlastRadius(str(ref), [f"{ref.kind}:{n}@{v}" for n, v in selected])
+        if not selected:
+            return result
+        conn = self.conn
+        if self.pg:  # a temporary table has no statistics until analysed: plan for index lookups
+            conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+            conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+        WALK_VISIT.create(conn)
+        conn.execute(self._query("seeds"), {"kind": ref.kind, "prefix": ref.kind + ":", "versions": list(selected)})
+        depth = 1
+        hop, reached = self._query("hop"), self._query("reached")
+        while depth < max_depth:
+            params = {"depth": depth, "next": depth + 1}
+            conn.execute(hop, params)
+            if not conn.scalar(reached, params):
+                break
+            depth += 1
+        if not self.pg:  # with its size known, SQLite reads the outputs of the visited, not all outputs
+            conn.exec_driver_sql(f"ANALYZE {WALK_VISIT.name}")
+        self._read_into(result, max_depth)
+        WALK_VISIT.drop(conn)
+        return result
+
+    def _query(self, name: str) -> Any:
+        key = (self.conn.dialect.name, f"walk_{name}")
+        if key not in _QUERIES:
+            _QUERIES[key] = getattr(self, f"_{name}")()
+        return _QUERIES[key]
+
+    @staticmethod
+    def _reached() -> Any:
+        """Whether the last hop reached anything (rowcounts of ``INSERT ... SELECT``
+        are not reported by every driver)."""
+        return sa.select(sa.exists().where(WALK_VISIT.c.depth == sa.bindparam("next")))
+
+    @staticmethod
+    def _head(c: Any) -> tuple:
+        return (c.c.run_id, c.c.workflow, c.c.task, c.c.status, c.c.seq)
+
+    def _insert_first(self, edges: Any, depth: Any) -> Any:
+        """Insert each checkpoint of ``edges`` (id, prev, via, head) once, with
+        its smallest ``(prev, via)``, at ``depth``."""
+        ranked = sa.select(edges, sa.func.row_number().over(
+            partition_by=edges.c.id, order_by=(self._c(edges.c.prev), self._c(edges.c.via))).label("rn")
+        ).subquery("ranked")
+        rows = sa.select(ranked.c.id, depth, *(ranked.c[k] for k in self.COLUMNS[2:])).where(ranked.c.rn == 1)
+        return sa.insert(WALK_VISIT).from_select(list(self.COLUMNS), rows)
+
+    def _seeds(self) -> Any:
+        """Depth 1: each checkpoint that consumed a selected version, linked to the
+        smallest ``(name, version)`` it consumed."""
+        au, c = t.asset_use, t.checkpoint
+        edges = (
+            sa.select(c.c.id, sa.null().label("prev"),
+                      (sa.bindparam("prefix", type_=sa.String) + au.c.name + "@" + au.c.version).label("via"),
+                      *self._head(c), au.c.name, au.c.version)
+            .select_from(au)
+            .join(c, c.c.id == au.c.checkpoint_id)
+            .where(au.c.kind == sa.bindparam("kind"), au.c.direction == "consumed",
+                   sa.tuple_(au.c.name, au.c.version).in_(sa.bindparam("versions", expanding=True)))
+        ).subquery("edges")
+        ranked = sa.select(edges, sa.func.row_number().over(
+            partition_by=edges.c.id, order_by=(self._c(edges.c.name), self._c(edges.c.version))).label("rn")
+        ).subquery("ranked")
+        rows = sa.select(ranked.c.id, sa.literal(1), *(ranked.c[k] for k in self.COLUMNS[2:])) \
+            .where(ranked.c.rn == 1)
+        return sa.insert(WALK_VISIT).from_select(list(self.COLUMNS), rows)
+
+    def _hop(self) -> Any:
+        """The next frontier: checkpoints not visited yet that consume an output or
+        a claim of the frontier, each with its smallest link."""
+        p, o, i = WALK_VISIT.alias("p"), t.checkpoint_artifact.alias("o"), t.checkpoint_artifact.alias("i")
+        cv, au, c, seen = t.claim_value, t.asset_use, t.checkpoint, WALK_VISIT.alias("seen")
+        # Tested on the consuming row, before its checkpoint is looked up: most
+        # consumers of a large frontier were visited already.
+        def new(consumer: Any) -> Any:
+            return ~sa.exists().where(seen.c.id == consumer)
+
+        by_artifact = (
+            sa.select(c.c.id, p.c.id.label("prev"), (sa.literal("artifact:") + o.c.sha256).label("via"),
+                      *self._head(c))
+            .select_from(p)
+            .join(o, sa.and_(o.c.checkpoint_id == p.c.id, o.c.direction == "out"))
+            .join(i, sa.and_(i.c.sha256 == o.c.sha256, i.c.direction == "in"))
+            .join(c, sa.and_(c.c.id == i.c.checkpoint_id, c.c.run_id == p.c.run_id))
+            .where(p.c.depth == sa.bindparam("depth"), new(i.c.checkpoint_id))
+        )
+        version = sa.func.substr(cv.c.checkpoint_id, 1, CLAIM_VERSION_LEN)
+        by_claim = (
+            sa.select(c.c.id, p.c.id.label("prev"), (sa.literal("claim:") + cv.c.key + "@" + version).label("via"),
+                      *self._head(c))
+            .select_from(p)
+            .join(cv, cv.c.checkpoint_id == p.c.id)
+            .join(au, sa.and_(au.c.kind == "claim", au.c.name == cv.c.key, au.c.version == version,
+                              au.c.direction == "consumed"))
+            .join(c, c.c.id == au.c.checkpoint_id)
+            .where(p.c.depth == sa.bindparam("depth"), new(au.c.checkpoint_id))
+        )
+        return self._insert_first(sa.union_all(by_artifact, by_claim).subquery("edges"), sa.bindparam("next"))
+
+    def _fetch(self, query: Any, params: dict[str, Any]) -> list[tuple]:
+        result = self.conn.execute(query, params)
+        try:
+            return result.cursor.fetchall()
+        finally:
+            result.close()
+
+    @staticmethod
+    def _visited() -> Any:
+        v = WALK_VISIT
+        return sa.select(*(v.c[k] for k in DatabaseWalk.COLUMNS))
+
+    @staticmethod
+    def _outputs() -> Any:
+        """Outputs and published claims of the visited checkpoints (depth below the limit)."""
+        v, o, cv = WALK_VISIT, t.checkpoint_artifact, t.claim_value
+        outputs = (sa.select(sa.literal("a"), o.c.sha256, v.c.depth, v.c.id)
+                   .select_from(v).join(o, sa.and_(o.c.checkpoint_id == v.c.id, o.c.direction == "out"))
+                   .where(v.c.depth < sa.bindparam("limit")))
+        claims = (sa.select(sa.literal("c"), cv.c.key, v.c.depth, v.c.id)
+                  .select_from(v).join(cv, cv.c.checkpoint_id == v.c.id)
+                  .where(v.c.depth < sa.bindparam("limit")))
+        return sa.union_all(outputs, claims)
+
+    def _read_into(self, result: BlastRadius, max_depth: int) -> None:
+        links, depths, info, producers = result.links, result.depths, result.info, result.producers
+        for cid, d, prev, via, *head in self._fetch(self._query("visited"), {}):
+            links[cid] = (prev, via)
+            depths[cid] = d
+            info[cid] = CheckpointInfo(cid, *head)
+        first: dict[str, tuple[int, str]] = {}
+        for edge, what, d, producer in self._fetch(self._query("outputs"), {"limit": max_depth}):
+            label = f"artifact:{what}" if edge == "a" else f"claim:{what}@{producer[:CLAIM_VERSION_LEN]}"
+            old = first.get(label)
+            if old is None or (d, producer) < old:
+                first[label] = (d, producer)
+        for label, (d, producer) in first.items():
+            depths[label] = d
+            producers[label] = producer
 
 
 _QUERIES: dict[tuple[str, str], sa.Select] = {}
@@ -690,12 +889,22 @@ class OversightStore:
 
     # ----------------------------------------------------------- lineage
 
-    def blast_radius(self, ref: AssetRef | str) -> BlastRadius:
-        """Everything built on the versions ``ref`` selects, with linking paths."""
+    def blast_radius(self, ref: AssetRef | str, *, walk: str = "database") -> BlastRadius:
+        """Everything built on the versions ``ref`` selects, with linking paths.
+
+        ``walk="database"`` walks inside the database (:class:`DatabaseWalk`);
+        ``walk="hops"`` runs the pure core's walk with one query per hop
+        (:class:`StoreEdges`), the reference it must agree with.
+        """
         if isinstance(ref, str):
             ref = parse_ref(ref)
+        if walk not in ("database", "hops"):
+            raise StoreError(f"unknown blast-radius walk {walk!r}; use 'database' or 'hops'")
         with self._read() as conn:
-            return blast_radius(StoreEdges(conn), ref)
+            edges = StoreEdges(conn)
+            if walk == "hops":
+                return blast_radius(edges, ref)
+            return DatabaseWalk(conn).run(ref, select_versions(edges, ref))
 
     def claim_versions(self, key: str, *, committed: bool = True) -> list[ClaimVersion]:
         """Every value published under ``key`` by committed checkpoints, oldest first,
@@ -788,6 +997,14 @@ class OversightStore:
                          lineage.get(r.checkpoint_id, frozenset()))
                 for r in latest.values()]
 
+    def verdict_count(self) -> int:
+        """How many checkpoints are committed or refuted: the size of what the
+        fleet-wide monitors read."""
+        c = t.checkpoint
+        with self._read() as conn:
+            return int(conn.scalar(sa.select(sa.func.count()).select_from(c)
+                                   .where(c.c.status.in_(["committed", "refuted"]))) or 0)
+
     def verification_observations(self) -> list[VerificationObs]:
         """Committed and refuted checkpoints with their lineage's asset versions."""
         c = t.checkpoint
@@ -815,6 +1032,50 @@ class OversightStore:
         if rows:
             with self.transaction() as conn:
                 conn.execute(sa.insert(e), rows)
+
+    # ---------------------------------------------------- fleet throttles
+
+    def record_exposure(self, run_id: str, task: str, attempt: int, fencing: int, assets: Iterable[str],
+                        now: float | None = None) -> None:
+        """A task was admitted using capped ``kind:name`` assets: an ``exposure``
+        event, which :meth:`running_exposures` counts while the task runs."""
+        e = t.event
+        with self.transaction() as conn:
+            conn.execute(sa.insert(e), {"ts": now or time.time(), "kind": "exposure", "run_id": run_id, "task": task,
+                                        "attempt": attempt, "agent": None,
+                                        "data": {"assets": sorted(assets), "fencing": fencing}})
+
+    def running_exposures(self, now: float, *, exclude_run: str | None = None) -> list[Running]:
+        """Tasks of running runs that are running now, with the capped assets they
+        were admitted as using: what fleet-wide throttles and quotas count.
+
+        A task's latest ``exposure`` counts while its ``task_instance`` row
+        still holds that lease (same fencing token, unexpired), or has not
+        been written since the admission (coordinators write task rows in
+        batches, a few tens of milliseconds apart).
+        """
+        e, ti, r = t.event, t.task_instance, t.run
+        query = (
+            sa.select(e.c.id, e.c.ts, e.c.run_id, e.c.task, e.c.data, r.c.workflow, r.c.tags, r.c.campaign,
+                      ti.c.state, ti.c.fencing, ti.c.lease_expiry, ti.c.updated_at)
+            .join(r, r.c.id == e.c.run_id)
+            .outerjoin(ti, sa.and_(ti.c.run_id == e.c.run_id, ti.c.task == e.c.task))
+            .where(e.c.kind == "exposure", r.c.status == "running")
+            .order_by(e.c.id)
+        )
+        if exclude_run is not None:
+            query = query.where(e.c.run_id != exclude_run)
+        with self._read() as conn:
+            latest = {(row.run_id, row.task): row for row in conn.execute(query)}
+        out = []
+        for row in latest.values():
+            unwritten = row.updated_at is None or row.updated_at < row.ts
+            leased = row.state == "leased" and row.fencing == row.data.get("fencing") \
+                and (row.lease_expiry is None or row.lease_expiry > now)
+            if unwritten or leased:
+                dep = Dependent(row.run_id, row.workflow, row.task, frozenset(row.tags or ()), row.campaign)
+                out.append(Running(dep, frozenset(row.data.get("assets", ()))))
+        return out
 
     def events_of_kind(self, kind: str) -> list[EventRecord]:
         e = t.event

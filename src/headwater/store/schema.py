@@ -323,3 +323,141 @@ audit = sa.Table(
     sa.Index("ix_audit_run_id", "run_id"),
     sa.Index("ix_audit_ts", "ts"),
 )
+
+# ------------------------------------------------------------------ queue
+# The shared work queue (migration 0003): one ``queue_run`` row per run
+# served from the store (its ``version`` grows with every result, failure and reap),
+# one ``queue_task`` row per task (current attempt, counters, edges), the
+# claimable ``queue_item`` rows (one per run attempt, ``k`` per verification),
+# verifiers' ``queue_verdict`` rows (one per verifier and attempt, which is
+# what keeps verifiers distinct) and the ``queue_lease`` log whose ids are
+# the fencing tokens.
+
+queue_run = sa.Table(
+    "queue_run",
+    metadata,
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("total", sa.Integer(), nullable=False),
+    sa.Column("final", sa.Integer(), nullable=False),
+    sa.Column("options", sa.JSON(), nullable=False),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.Column("updated_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("run_id", name="pk_queue_run"),
+    sa.ForeignKeyConstraint(["run_id"], ["run.id"], name="fk_queue_run_run"),
+    sa.Index("ix_queue_run_status", "status"),
+)
+
+queue_task = sa.Table(
+    "queue_task",
+    metadata,
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("task", sa.String(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(), nullable=False),
+    sa.Column("role", sa.String(), nullable=False),
+    sa.Column("verifier_role", sa.String(), nullable=False),
+    sa.Column("verify", sa.Integer(), nullable=False),
+    sa.Column("reject", sa.Integer(), nullable=False),
+    sa.Column("retries", sa.Integer(), nullable=False),
+    sa.Column("priority", sa.Integer(), nullable=False),
+    sa.Column("failures", sa.Integer(), nullable=False),
+    sa.Column("refutations", sa.Integer(), nullable=False),
+    sa.Column("deps", sa.JSON(), nullable=False),
+    sa.Column("dependents", sa.JSON(), nullable=False),
+    sa.Column("branches", sa.JSON(), nullable=False),
+    sa.Column("waiting", sa.Integer(), nullable=False),
+    sa.Column("skipped_inputs", sa.Integer(), nullable=False),
+    sa.Column("producer", sa.String(), nullable=True),
+    sa.Column("checkpoint_id", sa.String(), nullable=True),
+    sa.Column("decision", sa.String(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("updated_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("run_id", "task", name="pk_queue_task"),
+    sa.ForeignKeyConstraint(["run_id"], ["queue_run.run_id"], name="fk_queue_task_queue_run"),
+    sa.Index("ix_queue_task_run_state", "run_id", "state"),
+)
+
+queue_item = sa.Table(
+    "queue_item",
+    metadata,
+    sa.Column("id", AutoId, nullable=False, autoincrement=True),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("task", sa.String(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("role", sa.String(), nullable=False),
+    sa.Column("state", sa.String(), nullable=False),
+    sa.Column("priority", sa.Integer(), nullable=False),
+    sa.Column("not_before", sa.Float(), nullable=False),
+    sa.Column("token", sa.BigInteger(), nullable=True),
+    sa.Column("holder", sa.String(), nullable=True),
+    sa.Column("lease_expiry", sa.Float(), nullable=True),
+    sa.Column("producer", sa.String(), nullable=True),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.Column("updated_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_queue_item"),
+    sa.ForeignKeyConstraint(["run_id", "task"], ["queue_task.run_id", "queue_task.task"],
+                            name="fk_queue_item_queue_task"),
+    sa.Index("ix_queue_item_claim", "state", "role", "priority", "id"),
+    sa.Index("ix_queue_item_expiry", "state", "lease_expiry"),
+    sa.Index("ix_queue_item_task", "run_id", "task", "attempt"),
+    sa.Index("ix_queue_item_token", "token", unique=True),
+)
+
+queue_verdict = sa.Table(
+    "queue_verdict",
+    metadata,
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("task", sa.String(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("verifier", sa.String(), nullable=False),
+    sa.Column("approve", sa.Boolean(), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("token", sa.BigInteger(), nullable=False),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("run_id", "task", "attempt", "verifier", name="pk_queue_verdict"),
+)
+
+queue_lease = sa.Table(
+    "queue_lease",
+    metadata,
+    sa.Column("token", AutoId, nullable=False, autoincrement=True),
+    sa.Column("item_id", sa.BigInteger(), nullable=False),
+    sa.Column("holder", sa.String(), nullable=False),
+    sa.Column("granted_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("token", name="pk_queue_lease"),
+)
+
+# ---------------------------------------------------------------- API tokens
+# Bearer tokens of the HTTP API (only a hash of each secret) and the Ed25519
+# public keys remote agents register under them (migration 0004).
+
+api_token = sa.Table(
+    "api_token",
+    metadata,
+    sa.Column("id", sa.String(), nullable=False),
+    sa.Column("secret_hash", sa.String(), nullable=False),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("roles", sa.JSON(), nullable=False),
+    sa.Column("scope_kind", sa.String(), nullable=True),
+    sa.Column("scope_value", sa.String(), nullable=True),
+    sa.Column("label", sa.Text(), nullable=True),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.Column("revoked_at", sa.Float(), nullable=True),
+    sa.PrimaryKeyConstraint("id", name="pk_api_token"),
+)
+
+agent_key = sa.Table(
+    "agent_key",
+    metadata,
+    sa.Column("agent", sa.String(), nullable=False),
+    sa.Column("token_id", sa.String(), nullable=False),
+    sa.Column("public_hex", sa.String(), nullable=False),
+    sa.Column("key_id", sa.String(), nullable=False),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("agent", name="pk_agent_key"),
+    sa.ForeignKeyConstraint(["token_id"], ["api_token.id"], name="fk_agent_key_token"),
+    sa.Index("ix_agent_key_token", "token_id"),
+)

@@ -1,0 +1,433 @@
+"""Executing and accepting work claimed from the shared queue.
+
+Three steps, each usable on its own host:
+
+1. :func:`work_context` (next to the store) turns a :class:`Claim` into a
+   :class:`WorkContext`: the run's parameters, the task's seed, its input
+   artifacts (from the committed checkpoints of its inputs), and for a
+   verification the outputs and invariants of the attempt being judged. It
+   is plain JSON, so it can travel to a remote agent.
+2. :func:`execute` (on the agent) runs the task or the verifier with the
+   same code as the in-process runtime (:mod:`headwater.runtime.agent`),
+   writes outputs to the agent's artifact store, and for a successful run
+   builds the checkpoint bundle (:func:`headwater.checkpoint.bundle.build_bundle`)
+   and signs it with the agent's key. The result is a :class:`Submission`.
+3. :func:`accept` (next to the store) trusts nothing in a submission: the
+   fencing token must still be current, the signature must verify, the
+   bundle must name the claimed run, task and attempt, and every artifact
+   it lists must be in the artifact store. Then the checkpoint is written
+   and the claim completed in one transaction.
+
+Failed attempts send no bundle, only the error: the queue retries them. A
+task's checkpoints are chained to its inputs' (``parents``); ``prev`` (the
+in-process runtime's per-run hash chain) is left empty, since attempts of
+one run finish on many hosts in no fixed order.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from headwater.checkpoint import bundle as B
+from headwater.checkpoint.canonical import NotJSON, hash_obj, to_jsonable
+from headwater.checkpoint.env import fingerprint, git_state
+from headwater.checkpoint.profiles import analysis_part, simulation_part
+from headwater.checkpoint.signing import SigningKey, verify_signature
+from headwater.errors import HeadwaterError, IntegrityError, RunError
+from headwater.runtime import agent as _agent
+from headwater.runtime.context import InputRef
+from headwater.store import schema as t
+from headwater.store import queries as q
+from headwater.store.queue import Claim, StaleLease, WorkQueue, retrying
+from headwater.store.records import ArtifactRecord, AssetUse, CheckpointRecord, ClaimRecord, RunRecord
+
+__all__ = ["Rejected", "StaleLease", "Submission", "WorkContext", "accept", "execute", "submit_run",
+           "work_context"]
+
+
+class Rejected(HeadwaterError):
+    """A submission whose bundle is forged, or does not match its claim.
+
+    ``reason`` says which check failed; nothing was written.
+    """
+
+    def __init__(self, reason: str, *, token: int | None = None) -> None:
+        self.reason, self.token = reason, token
+        super().__init__(f"submission for lease token {token} rejected: {reason}" if token is not None else reason)
+
+
+@dataclass
+class WorkContext:
+    """Everything an agent needs to run a claim; JSON-serialisable.
+
+    ``inputs`` maps each input reference (``"task/name"``) to its sha256;
+    ``input_refs`` carries the same artifacts with size, media type and URI
+    (what the task's context needs to decode them). ``seed`` is the task's
+    seed, derived from the run's. ``previous`` is the newest committed
+    checkpoint of the same workflow and task in another run, and
+    ``previous_doc`` the parts of it the spec diff compares (manifest,
+    environment fingerprint, spec hash). ``status`` is what a successful
+    attempt's bundle records: ``committed``, or ``provisional`` when the
+    task awaits verification.
+    """
+
+    claim: Claim
+    workflow: str
+    spec_hash: str
+    source: str | None
+    params: dict
+    seed: int
+    inputs: dict[str, str]
+    upstream: list[str]
+    previous: str | None
+    outputs: list[dict] = field(default_factory=list)
+    invariants: list[dict] = field(default_factory=list)
+    input_refs: list[dict] = field(default_factory=list)
+    previous_doc: dict | None = None
+    status: str = "committed"
+    why: str | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["claim"] = self.claim.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> WorkContext:
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        fields["claim"] = Claim.from_json(data["claim"])
+        return cls(**fields)
+
+
+@dataclass
+class Submission:
+    """What an agent sends back for one claim; JSON-serialisable (bundle bytes base64).
+
+    A run: ``bundle`` (canonical bytes), its ``signature`` and ``key_id``,
+    and the output ``artifacts`` (sha256, size, name, media type, uri); or
+    ``error`` when the attempt failed. A verification: ``approve`` and
+    ``reason``.
+    """
+
+    token: int
+    agent: str
+    kind: str
+    bundle: bytes | None = None
+    signature: str | None = None
+    key_id: str | None = None
+    artifacts: list[dict] = field(default_factory=list)
+    approve: bool | None = None
+    reason: str = ""
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["bundle"] = base64.b64encode(self.bundle).decode("ascii") if self.bundle is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> Submission:
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if fields.get("bundle") is not None:
+            fields["bundle"] = base64.b64decode(fields["bundle"])
+        return cls(**fields)
+
+
+# ------------------------------------------------------------------ submit
+
+
+def submit_run(store: Any, wf: Any, params: dict | None = None, *, seed: int = 0, campaign: str | None = None,
+               why: str | None = None, now: float | None = None, queue: WorkQueue | None = None,
+               **queue_options: Any) -> str:
+    """Record a run of ``wf`` and put it on the shared queue; return the run id.
+
+    ``queue_options`` (``backoff``, ``max_refutations``) go to
+    :meth:`WorkQueue.enqueue_run`.
+    """
+    from headwater.runtime.coordinator import new_run_id
+
+    now = time.time() if now is None else now
+    wf.validate(file=wf.source_file)
+    resolved = wf.resolve_params(params or {})
+    description = wf.describe()
+    spec_hash = hash_obj(description)
+    store.put_spec(wf.name, spec_hash, description)
+    run = RunRecord(
+        id=new_run_id(), workflow=wf.name, spec_hash=spec_hash, campaign=campaign or wf.name, params=resolved,
+        seed=seed, status="running", why=why, source=wf.source_file, created_at=now,
+        options={"executor": "queue"}, tags=list(wf.tags),
+    )
+    store.create_run(run)
+    (queue or WorkQueue(store)).enqueue_run(run.id, wf, now, **queue_options)
+    return run.id
+
+
+# ------------------------------------------------------------------ context
+
+
+def work_context(store: Any, claim: Claim, *, cache: dict | None = None) -> WorkContext:
+    """What an agent needs to run ``claim`` (see :class:`WorkContext`).
+
+    ``cache``, a dict the caller keeps, holds each run's record and spec
+    between calls: they never change, and a large run's spec is costly to
+    read for every claim.
+    """
+    many = cache is not None
+    cache = {} if cache is None else cache
+    if claim.run_id not in cache:
+        found = store.get_run(claim.run_id)
+        cache[claim.run_id] = (found, store.get_spec(found.spec_hash))
+    run, spec = cache[claim.run_id]
+    entry = spec["tasks"].get(claim.task)
+    if entry is None:
+        raise RunError(f"run {run.id}: its spec {run.spec_hash[:12]} has no task {claim.task!r}",
+                       run_id=run.id, task=claim.task)
+    qt, ca, a = t.queue_task, t.checkpoint_artifact, t.artifact
+    names = list(entry["after"]) + [claim.task]
+    with store.engine.connect() as conn:
+        rows = {r.task: r for r in conn.execute(sa.select(qt.c.task, qt.c.state, qt.c.checkpoint_id, qt.c.verify)
+                                                 .where(qt.c.run_id == run.id, qt.c.task.in_(names)))}
+        upstream = {r.checkpoint_id: name for name, r in rows.items()
+                    if name != claim.task and r.state == "committed" and r.checkpoint_id is not None}
+        outs = conn.execute(
+            sa.select(ca.c.checkpoint_id, ca.c.name, a.c.sha256, a.c.media_type, a.c.size, a.c.uri)
+            .join(a, a.c.sha256 == ca.c.sha256)
+            .where(ca.c.checkpoint_id.in_(list(upstream)), ca.c.direction == "out")
+            .order_by(ca.c.checkpoint_id, ca.c.pos)).all() if upstream else []
+    inputs: dict[str, str] = {}
+    refs: list[dict] = []
+    for o in outs:
+        ref = f"{upstream[o.checkpoint_id]}/{o.name}"
+        inputs[ref] = o.sha256
+        refs.append({"ref": ref, "sha256": o.sha256, "media_type": o.media_type, "size": o.size, "uri": o.uri})
+    own = rows.get(claim.task)
+    outputs: list[dict] = []
+    invariants: list[dict] = []
+    if claim.kind == "verify":
+        if own is None or own.checkpoint_id is None:
+            raise StaleLease(claim.token, run.id, claim.task, "the attempt to judge has no checkpoint")
+        ck = store.get_checkpoint(own.checkpoint_id)
+        outputs = [asdict(o) for o in ck.outputs]
+        invariants = list((ck.doc.get("profile") or {}).get("invariants", []))
+    if many:  # a caller serving many claims reads every task's previous checkpoint once
+        if ("previous", run.id) not in cache:
+            cache[("previous", run.id)] = store.latest_checkpoints(run.workflow, exclude_run=run.id)
+        prev = cache[("previous", run.id)].get(claim.task)
+    else:
+        prev = store.latest_checkpoint(run.workflow, claim.task, exclude_run=run.id)
+    previous_doc = None
+    if prev is not None:
+        previous_doc = {"manifest": prev.doc.get("manifest"), "env_fp": prev.env_fp,
+                        "spec_hash": store.get_run(prev.run_id).spec_hash}
+    return WorkContext(
+        claim=claim, workflow=run.workflow, spec_hash=run.spec_hash, source=run.source, params=dict(run.params),
+        seed=B.derive_seed(run.seed, claim.task), inputs=inputs, upstream=sorted(upstream),
+        previous=prev.id if prev else None, outputs=outputs, invariants=invariants, input_refs=refs,
+        previous_doc=previous_doc, status="provisional" if own is not None and own.verify > 0 else "committed",
+        why=run.why,
+    )
+
+
+# ------------------------------------------------------------------ execute
+
+
+def execute(ctx: WorkContext, wf: Any, agent: str, artifacts: Any, signer: SigningKey) -> Submission:
+    """Run the claim of ``ctx`` as ``agent``; outputs go to ``artifacts``; the bundle is signed by ``signer``.
+
+    Never raises for the task's own failure: that becomes the submission's
+    ``error`` (for a verification, a declined verdict).
+    """
+    claim = ctx.claim
+    refs = {r["ref"]: InputRef(r["ref"], r["sha256"], r["media_type"], r.get("size", 0), r.get("uri", ""))
+            for r in ctx.input_refs}
+    if claim.kind == "verify":
+        work = _agent.VerifyWork(claim.token, claim.run_id, claim.task, claim.attempt, ctx.params, ctx.seed, refs,
+                                 outputs=[ArtifactRecord(**o) for o in ctx.outputs],
+                                 invariants=list(ctx.invariants))
+        try:
+            approve, reason = _agent.verify(wf, work, artifacts)
+        except Exception as exc:  # a verifier that cannot run declines rather than votes
+            return Submission(claim.token, agent, "verify", error=f"{type(exc).__name__}: {exc}")
+        return Submission(claim.token, agent, "verify", approve=approve, reason=reason)
+    work = _agent.Work(claim.token, claim.run_id, claim.task, claim.attempt, ctx.params, ctx.seed, refs)
+    outcome = _agent.execute(wf, work, artifacts)
+    if not outcome.ok:
+        return Submission(claim.token, agent, "run", error=outcome.error)
+    data = _bundle(ctx, wf, outcome)
+    return Submission(
+        claim.token, agent, "run", bundle=data, signature=signer.sign(data), key_id=signer.key_id,
+        artifacts=[{"name": o.name, "sha256": o.sha256, "size": o.size, "media_type": o.media_type, "uri": o.uri}
+                   for o in outcome.outputs],
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _host_parts(project_dir: str | None) -> tuple[dict, dict]:
+    """This host's environment part of a bundle and its git state, computed once per process."""
+    env = fingerprint(project_dir)
+    env_plain = to_jsonable({k: v for k, v in env.bundle_part().items()
+                             if k == "fp" or v not in (None, "", [], {}, ())})
+    git = {k: v for k, v in (git_state(project_dir) or {}).items() if v is not None} if project_dir else {}
+    return env_plain, git
+
+
+def _bundle(ctx: WorkContext, wf: Any, outcome: Any) -> bytes:
+    claim = ctx.claim
+    spec = wf.tasks[claim.task]
+    project_dir = str(Path(wf.source_file).parent) if wf.source_file else None
+    env, git = _host_parts(project_dir)
+    try:
+        params: Any = to_jsonable(ctx.params)
+    except NotJSON:
+        params = ctx.params
+    code = {"task_hash": wf.task_hash(claim.task), **git}
+    manifest: dict[str, Any] = {"inputs": dict(ctx.inputs), "outputs": {o.name: o.sha256 for o in outcome.outputs},
+                                "code": code, "seed": ctx.seed, "params": params}
+    if outcome.uses:
+        manifest["versions"] = {f"{u.kind}:{u.name}": u.version for u in outcome.uses}
+    if ctx.upstream:
+        manifest["upstream"] = list(ctx.upstream)
+    if outcome.branch is not None:
+        manifest["branch"] = outcome.branch
+    prev = ctx.previous_doc or {}
+    spec_diff = B.make_spec_diff(
+        against=ctx.previous, prev_manifest=prev.get("manifest"), manifest=manifest,
+        prev_env_fp=prev.get("env_fp"), env_fp=env["fp"],
+        spec_changed=bool(prev) and prev.get("spec_hash") != ctx.spec_hash, why=ctx.why,
+    )
+    intent: dict[str, Any] = {"goal": spec.intent.goal, "assumptions": list(spec.intent.assumptions),
+                              "concludes": spec.intent.concludes}
+    if outcome.claims:
+        intent["claims"] = [asdict(c) for c in outcome.claims]
+    profile = None
+    if wf.profile == "simulation":
+        profile = simulation_part(outcome.numerics, outcome.invariants)
+    elif wf.profile == "analysis":
+        profile = analysis_part(outcome.transforms, outcome.cohort, outcome.schemas)
+    doc = B.build_bundle(
+        run=claim.run_id, workflow=ctx.workflow, task=claim.task, attempt=claim.attempt, status=ctx.status,
+        parents=list(ctx.upstream), prev=None, manifest=manifest, spec_diff=spec_diff, env=env, intent=intent,
+        artifacts=[{"name": o.name, "uri": o.uri, "sha256": o.sha256, "size": o.size, "media_type": o.media_type}
+                   for o in outcome.outputs],
+        profile=profile, started=outcome.started, finished=outcome.finished,
+    )
+    return B.bundle_bytes(doc)
+
+
+# ------------------------------------------------------------------ accept
+
+
+def accept(store: Any, queue: WorkQueue, sub: Submission, now: float, public_key: Any = None) -> str | None:
+    """Check a submission and apply it; return the checkpoint id written (None for a verdict or failure).
+
+    ``public_key`` (hex, or a :class:`SigningKey`) is the key the bundle
+    must be signed with; by default the store's own key
+    (``<store root>/signing.key``). Raises :class:`StaleLease` when the
+    token is no longer current, :class:`Rejected` when the bundle is forged
+    or does not match the claim; in both cases nothing is written.
+    """
+    if sub.kind == "verify":
+        if sub.error is not None or sub.approve is None:
+            queue.fail(sub.token, sub.agent, now, sub.error or "no verdict")
+        else:
+            queue.complete(sub.token, sub.agent, now, approve=bool(sub.approve), reason=sub.reason)
+        return None
+    if sub.kind != "run":
+        raise Rejected(f"kind must be 'run' or 'verify', got {sub.kind!r}", token=sub.token)
+    if sub.error is not None:
+        queue.fail(sub.token, sub.agent, now, sub.error)
+        return None
+    if sub.bundle is None or not sub.signature:
+        raise Rejected("a run submission needs a bundle and its signature (or an error)", token=sub.token)
+    key_hex = _public_hex(store, public_key)
+    data = bytes(sub.bundle)
+    if not verify_signature(key_hex, data, sub.signature):
+        raise Rejected("the bundle's signature does not verify with the expected key", token=sub.token)
+    try:
+        doc = B.load_bundle(data)
+    except IntegrityError as exc:
+        raise Rejected(f"the bundle is not valid: {exc}", token=sub.token) from None
+    missing = [a["sha256"] for a in doc.get("artifacts", []) if not store.artifacts.exists(a["sha256"])]
+    if missing:
+        raise Rejected(f"artifact(s) {', '.join(m[:12] for m in missing)} listed in the bundle are not in the "
+                       "artifact store; upload them first", token=sub.token)
+    listed = {(a["name"], a["sha256"]) for a in doc.get("artifacts", [])}
+    sent = {a["name"]: a for a in sub.artifacts}
+    if {(a["name"], a["sha256"]) for a in sub.artifacts} != listed:
+        raise Rejected("the submission's artifacts differ from the ones the bundle lists", token=sub.token)
+    ck_id = B.bundle_id(data)
+
+    def write() -> None:
+        with store.transaction() as conn:
+            item = queue.lock_item(conn, sub.token, sub.agent)
+            claimed = (item.run_id, item.task, item.attempt)
+            if (doc["run"], doc["task"], doc["attempt"]) != claimed or item.kind != "run":
+                raise Rejected(f"the bundle is for run {doc['run']} task {doc['task']!r} attempt {doc['attempt']}, "
+                               f"but the lease is for run {item.run_id} task {item.task!r} attempt {item.attempt}",
+                               token=sub.token)
+            qt = t.queue_task
+            task = conn.execute(sa.select(qt.c.verify, qt.c.branches).where(qt.c.run_id == item.run_id,
+                                                                           qt.c.task == item.task)).one()
+            status = "provisional" if task.verify else "committed"
+            if doc["status"] != status:
+                raise Rejected(f"the bundle says {doc['status']!r}, but task {item.task!r} of run {item.run_id} "
+                               f"is {status} when it finishes", token=sub.token)
+            branch = doc["manifest"].get("branch")
+            reason = None
+            if task.branches and branch not in task.branches:
+                status, reason = "failed", f"chose {branch!r}, not one of {list(task.branches)}"
+            ck = CheckpointRecord(
+                id=ck_id, run_id=doc["run"], workflow=doc["workflow"], task=doc["task"], attempt=doc["attempt"],
+                status=status, bundle=data, signature=sub.signature, key_id=sub.key_id or "",
+                parents=list(doc["parents"]),
+                prev=doc.get("prev"), cache_key=None, env_fp=doc["env"]["fp"], created_at=now, status_reason=reason,
+                inputs=_input_records(conn, doc["manifest"].get("inputs", {})),
+                outputs=[ArtifactRecord(a["sha256"], int(sent[a["name"]].get("size", 0)),
+                                        sent[a["name"]].get("media_type", "application/octet-stream"),
+                                        sent[a["name"]].get("uri") or store.artifacts.uri(a["sha256"]), a["name"])
+                         for a in doc.get("artifacts", [])],
+                claims=[ClaimRecord(c["key"], c.get("value"), c.get("uncertainty"), c.get("units"))
+                        for c in (doc.get("intent") or {}).get("claims", [])],
+                uses=[AssetUse(*ref.split(":", 1), version=v, direction="consumed")
+                      for ref, v in (doc["manifest"].get("versions") or {}).items()],
+            )
+            queue.complete_in(conn, sub.token, sub.agent, now, checkpoint_id=ck_id, branch=branch, item=item,
+                              written=status == "committed",
+                              after_close=lambda version: q.write_checkpoints(conn, [ck], [version]))
+
+    retrying(write)
+    return ck_id
+
+
+def _input_records(conn: sa.Connection, inputs: dict[str, str]) -> list[ArtifactRecord]:
+    a = t.artifact
+    shas = sorted(set(inputs.values()))
+    known = {r.sha256: r for r in conn.execute(sa.select(a).where(a.c.sha256.in_(shas)))} if shas else {}
+    out = []
+    for ref, sha in sorted(inputs.items()):
+        row = known.get(sha)
+        if row is None:
+            raise Rejected(f"input {ref!r} ({sha[:12]}) is not a known artifact of the store")
+        out.append(ArtifactRecord(sha, row.size, row.media_type, row.uri, name=ref))
+    return out
+
+
+def _public_hex(store: Any, public_key: Any) -> str:
+    if isinstance(public_key, SigningKey):
+        return public_key.public_hex
+    if isinstance(public_key, str):
+        return public_key
+    return SigningKey.load(Path(store.root) / "signing.key").public_hex
+
+
+def new_agent_id(prefix: str = "agent") -> str:
+    """A fresh agent id, unique across hosts."""
+    return f"{prefix}-{secrets.token_hex(4)}"

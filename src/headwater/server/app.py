@@ -1,0 +1,593 @@
+"""The HTTP API: the coordinator's work queue for remote agents, and the
+store's runs, checkpoints, assets, blast radius and audit log for people.
+
+Shape. :func:`create_app` builds one FastAPI app around one store; nothing is
+global (the Prometheus registry, the token table and the queue hang off
+``app.state``), so tests build as many apps as they like. Routes are thin:
+they check who is asking (:mod:`headwater.server.auth`), call the store,
+:class:`~headwater.store.queue.WorkQueue`, :mod:`headwater.runtime.shared` or
+:class:`~headwater.runtime.fleet.Fleet` exactly as the CLI does, and turn the
+result into JSON. Store calls block, so routes are plain ``def`` functions and
+run in the server's thread pool.
+
+Throughput. A remote agent claims several items per request (each with its
+work context, so no second round trip), uploads only the artifacts the
+server lacks, and submits several results per request; the cost of HTTP is
+paid per batch, not per task.
+
+Errors. Every refusal is JSON ``{"error": code, "detail": what to do}``:
+401 without a live token, 403 for a missing role, scope or privilege or a
+self-verification, 404 for unknown ids, 409 for a stale fencing token, 413
+for a body over the size limit, 422 for malformed input, a forged bundle or
+an artifact whose bytes do not match its name. Bad input changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict
+from typing import Any, Optional
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from headwater.checkpoint.signing import verify_signature
+from headwater.errors import HeadwaterError, IntegrityError, NotFound, SpecError, StoreError
+from headwater.server import models as m
+from headwater.server.auth import (
+    ApiError,
+    check_not_self_verification,
+    check_roles,
+    check_run_scope,
+    current_token,
+    operator_token,
+    own_agent,
+)
+from headwater.store import Store, open_store
+from headwater.store import schema as t
+from headwater.store.tokens import TokenError, TokenRecord, Tokens
+
+API_VERSION = "v1"
+DEFAULT_MAX_BODY = 64 << 20
+"""Largest request body accepted (bytes): a batch of bundles, or one artifact."""
+MAX_WAIT_S = 30.0
+"""Longest a ``wait`` long poll is held open; clients simply ask again."""
+
+Sha256Path = Path(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
+_ERROR_CODES = {400: "bad-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",
+                405: "method-not-allowed", 409: "conflict", 413: "too-large", 422: "invalid-request"}
+_ERRORS = {code: {"model": m.ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
+
+
+class Metrics:
+    """The server's Prometheus counters, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("headwater_http_requests", "HTTP requests by route, method and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.claims = Counter("headwater_claims", "Work items handed to remote agents", ["kind"],
+                              registry=self.registry)
+        self.submissions = Counter("headwater_submissions", "Results accepted from remote agents", ["kind"],
+                                   registry=self.registry)
+        self.rejections = Counter("headwater_rejections", "Requests or results refused, by reason", ["reason"],
+                                  registry=self.registry)
+
+
+class _Guard:
+    """ASGI middleware: the request body size limit (413) and request metrics.
+
+    The limit is checked on ``Content-Length`` before the app runs and again
+    while the body streams in, so a client that lies about the length or
+    sends chunks still cannot make the server buffer more than the limit.
+    """
+
+    def __init__(self, app: Any, max_body: int, metrics: Metrics) -> None:
+        self.app, self.max_body, self.metrics = app, max_body, metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = [500]
+        too_large = ApiError(413, "too-large", f"request body over the limit of {self.max_body} bytes; "
+                             "send fewer items per request, or raise the server's --max-body")
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        try:
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                status[0] = 413
+                self.metrics.rejections.labels("too-large").inc()
+                response = JSONResponse({"error": too_large.code, "detail": too_large.detail}, status_code=413)
+                return await response(scope, receive, send)
+            seen = [0]
+
+            async def limited() -> dict:
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen[0] += len(message.get("body", b""))
+                    if seen[0] > self.max_body:
+                        self.metrics.rejections.labels("too-large").inc()
+                        raise too_large
+                return message
+
+            async def tracked(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            await self.app(scope, limited, tracked)
+        finally:
+            route = scope.get("route")
+            self.metrics.requests.labels(getattr(route, "path", "unmatched"), scope.get("method", ""),
+                                         str(status[0])).inc()
+
+
+def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status)
+
+
+def _domain_status(exc: HeadwaterError) -> tuple[int, str]:
+    from headwater.runtime.shared import Rejected, StaleLease
+
+    if isinstance(exc, NotFound):
+        return 404, "not-found"
+    if isinstance(exc, StaleLease):
+        return 409, "stale-lease"
+    if isinstance(exc, (Rejected, IntegrityError)):
+        return 422, "rejected"
+    if isinstance(exc, StoreError):
+        return 503, "store-unavailable"
+    if isinstance(exc, (TokenError, SpecError)):
+        return 400, "bad-request"
+    return 400, "refused"
+
+
+def _install_errors(app: FastAPI, metrics: Metrics) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = getattr(exc, "code", None) or _ERROR_CODES.get(exc.status_code, "error")
+        if exc.status_code in (401, 403):
+            metrics.rejections.labels(code).inc()
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        response = _error(exc.status_code, code, str(exc.detail))
+        if headers:
+            response.headers.update(headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return _error(422, "invalid-request", problems or "malformed request")
+
+    @app.exception_handler(HeadwaterError)
+    async def domain(request: Request, exc: HeadwaterError) -> JSONResponse:
+        status, code = _domain_status(exc)
+        metrics.rejections.labels(code).inc()
+        return _error(status, code, str(exc))
+
+
+# ---------------------------------------------------------------- helpers
+
+class _ImmutableReads:
+    """The store as :func:`~headwater.runtime.shared.work_context` reads it,
+    with the reads that never change cached.
+
+    A spec version is content-addressed, and a run's workflow, spec, params,
+    seed and source are fixed when it is recorded; yet building a work
+    context reads both, and a 10,000-task spec is megabytes of JSON. Without
+    the cache every claim would parse it again, making a run's claims cost
+    quadratic time. Everything else goes to the store unchanged.
+    """
+
+    def __init__(self, store: Store, size: int = 256) -> None:
+        self._store = store
+        self._size = size
+        self._specs: dict[str, dict] = {}
+        self._runs: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def _remember(self, cache: dict, key: str, value: Any) -> Any:
+        if len(cache) >= self._size:
+            cache.pop(next(iter(cache)))
+        cache[key] = value
+        return value
+
+    def get_spec(self, spec_hash: str) -> dict:
+        found = self._specs.get(spec_hash)
+        return found if found is not None else self._remember(self._specs, spec_hash, self._store.get_spec(spec_hash))
+
+    def get_run(self, run_id: str) -> Any:
+        found = self._runs.get(run_id)
+        if found is None:
+            found = self._store.get_run(run_id)
+            self._remember(self._runs, found.id, found)
+        return found
+
+
+class _OneTransaction:
+    """The store with every ``transaction()`` a savepoint of one open transaction.
+
+    A batch of submissions is accepted in one database transaction: one
+    commit (one fsync on SQLite) per request rather than per result, which is
+    most of what a result costs. Each result still gets its own savepoint, so
+    one refused result rolls back alone and the others stand.
+    """
+
+    def __init__(self, store: Store, conn: sa.Connection) -> None:
+        self._store, self._conn = store, conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        with self._conn.begin_nested():
+            yield self._conn
+
+
+def _leases_of(store: Store, tokens: list[int]) -> dict[int, Any]:
+    """The queue items holding these fencing tokens (run, task, attempt, kind, producer), by token."""
+    qi = t.queue_item
+    with store._read() as conn:
+        rows = conn.execute(sa.select(qi.c.token, qi.c.run_id, qi.c.task, qi.c.attempt, qi.c.kind, qi.c.producer)
+                            .where(qi.c.token.in_(list(set(tokens))))).all()
+    return {row.token: row for row in rows}
+
+
+def _run_json(run: Any) -> dict:
+    return dict(run.__dict__)
+
+
+def _decode_bundle(item: m.SubmissionIn) -> bytes | None:
+    if item.bundle is None:
+        return None
+    try:
+        return base64.b64decode(item.bundle, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "invalid-bundle", f"item with token {item.token}: 'bundle' is not base64") from None
+
+
+def create_app(store: Store | str, *, root: str | None = None, max_body: int = DEFAULT_MAX_BODY,
+               clock: Callable[[], float] = time.time, reap_every: float = 5.0) -> FastAPI:
+    """The API over ``store`` (a :class:`Store` or a store URL, opened with ``root``).
+
+    ``reap_every``: at most this often (seconds), a claim request first puts
+    expired leases back on the queue.
+
+    A store given as a URL is opened here and closed when the app shuts down;
+    a :class:`Store` passed in stays the caller's to close.
+    """
+    from headwater.runtime import shared
+    from headwater.runtime.fleet import Fleet
+    from headwater.store.queue import WorkQueue
+
+    owned = isinstance(store, str)
+    the_store: Store = open_store(store, root=root or ".headwater") if owned else store  # type: ignore[arg-type]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if owned:
+            the_store.close()
+
+    app = FastAPI(title="headwater", version=API_VERSION, lifespan=lifespan,
+                  description="Work queue for remote agents; runs, checkpoints and fleet oversight for people. "
+                  "Every route except /healthz needs a bearer token from `headwater token create`.")
+    metrics = Metrics()
+    tokens, queue = Tokens(the_store), WorkQueue(the_store)
+    contexts = _ImmutableReads(the_store)
+    last_reap = [float("-inf")]
+    app.state.store, app.state.tokens, app.state.queue, app.state.metrics = the_store, tokens, queue, metrics
+    app.state.clock = clock
+    app.add_middleware(_Guard, max_body=max_body, metrics=metrics)
+    _install_errors(app, metrics)
+
+    def fleet() -> Fleet:
+        return Fleet(the_store, clock=clock)
+
+    def scoped_run(token: TokenRecord, run_id: str) -> Any:
+        run = the_store.get_run(run_id)
+        check_run_scope(token, run)
+        return run
+
+    # ------------------------------------------------------------ service
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict:
+        """Liveness: answers without a token and without touching the store."""
+        return {"ok": True}
+
+    @app.get("/metrics", tags=["service"], response_class=Response,
+             responses={**_ERRORS, 200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {
+                 "schema": {"type": "string"}}}}})
+    def prometheus(token: TokenRecord = Depends(current_token)) -> Response:
+        """Prometheus metrics: requests by route and status, claims, submissions, rejections."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/whoami", response_model=m.WhoAmI, tags=["service"], responses=_ERRORS)
+    def whoami(token: TokenRecord = Depends(current_token)) -> m.WhoAmI:
+        """The token's id, kind, roles and scope."""
+        return m.WhoAmI(id=token.id, kind=token.kind, roles=list(token.roles), scope=str(token.scope))
+
+    # ------------------------------------------------------------ agents
+
+    @app.post("/v1/agents", response_model=m.AgentOut, tags=["agents"], responses=_ERRORS)
+    def register_agent(body: m.AgentIn, token: TokenRecord = Depends(current_token)) -> m.AgentOut:
+        """Register an agent's Ed25519 public key under this token; its bundles must verify against it."""
+        key_id = hashlib.sha256(bytes.fromhex(body.public_key)).hexdigest()[:16]
+        try:
+            key = tokens.register_agent(token.id, body.name, body.public_key, key_id, clock())
+        except TokenError as exc:
+            raise ApiError(403, "not-your-agent", str(exc)) from None
+        return m.AgentOut(agent=key.agent, key_id=key.key_id, token=token.id)
+
+    @app.post("/v1/claims", response_model=m.ClaimsOut, tags=["agents"], responses=_ERRORS)
+    def claim(body: m.ClaimIn, token: TokenRecord = Depends(current_token)) -> m.ClaimsOut:
+        """Lease up to ``limit`` work items for the token's roles, each with its work context."""
+        own_agent(tokens, token, body.agent)
+        roles = check_roles(token, body.roles)
+        runs: list[str] | None = None
+        if body.run is not None:
+            runs = [scoped_run(token, body.run).id]
+        elif token.scope.kind is not None:
+            runs = tokens.runs_in_scope(token.scope)
+            if not runs:
+                return m.ClaimsOut(items=[])
+        now = clock()
+        if now - last_reap[0] >= reap_every:
+            # Expired leases go back to the queue even when no coordinator
+            # process runs beside the server.
+            last_reap[0] = now
+            queue.reap(now)
+        items = []
+        for c in queue.claim(body.agent, roles, now, body.lease_s, limit=body.limit, runs=runs):
+            if c.kind == "verify" and c.producer is not None:
+                owner = tokens.agent(c.producer)
+                if owner is not None and owner.token_id == token.id:
+                    # Never hand a token its own agents' work to verify: decline
+                    # it at once, which offers the item to other agents.
+                    queue.fail(c.token, body.agent, now, f"declined: token {token.id} produced this attempt")
+                    continue
+            try:
+                context = shared.work_context(contexts, c)
+            except shared.StaleLease:
+                continue
+            except HeadwaterError as exc:
+                # An item that cannot be described cannot be run: report it
+                # failed (the queue retries or declines it) rather than fail
+                # the whole batch and leave its other items leased.
+                queue.fail(c.token, body.agent, now, f"server could not build the work context: {exc}")
+                metrics.rejections.labels("no-context").inc()
+                continue
+            metrics.claims.labels(c.kind).inc()
+            items.append(m.ClaimOut(claim=c.to_json(), context=context.to_json()))
+        return m.ClaimsOut(items=items)
+
+    @app.post("/v1/leases/{token_id}/renew", response_model=m.RenewOut, tags=["agents"], responses=_ERRORS)
+    def renew(body: m.RenewIn, token_id: int = Path(ge=0, le=2**62),
+              token: TokenRecord = Depends(current_token)) -> m.RenewOut:
+        """Extend a lease; 409 when its fencing token is no longer current."""
+        own_agent(tokens, token, body.agent)
+        return m.RenewOut(token=token_id, lease_expiry=queue.renew(token_id, body.agent, clock(), body.lease_s))
+
+    def submit_items(items: list[m.SubmissionIn], token: TokenRecord) -> JSONResponse:
+        # Authorise the whole batch before accepting any of it; an item whose
+        # lease is gone is only that item's problem (409 in its result).
+        keys = {}
+        leases = _leases_of(the_store, [item.token for item in items])
+        for item in items:
+            keys[item.agent] = keys.get(item.agent) or own_agent(tokens, token, item.agent)
+            lease = leases.get(item.token)
+            if lease is None:
+                continue
+            check_run_scope(token, contexts.get_run(lease.run_id))
+            if lease.kind != item.kind:
+                raise ApiError(422, "wrong-kind", f"fencing token {item.token} leases a {lease.kind} item, "
+                               f"not {item.kind}")
+            if item.kind == "verify":
+                check_not_self_verification(tokens, token, lease, item.agent)
+        results, failure = [], None
+        with the_store.transaction() as conn:
+            batch = _OneTransaction(the_store, conn)
+            batch_queue = WorkQueue(batch)
+            outcomes = [_accept_one(item, keys[item.agent], batch, batch_queue) if item.token in leases else
+                        m.SubmitResult(token=item.token, ok=False, error="stale-lease",
+                                       detail=f"no current lease with fencing token {item.token}; claim again")
+                        for item in items]
+        for item, result in zip(items, outcomes):
+            if result.ok:
+                metrics.submissions.labels(item.kind).inc()
+            else:
+                metrics.rejections.labels(result.error or "rejected").inc()
+                failure = failure or result
+            results.append(result)
+        payload = {"results": [r.model_dump() for r in results]}
+        if failure is None:
+            return JSONResponse(payload)
+        status = 409 if failure.error == "stale-lease" else 422
+        return _error(status, failure.error or "rejected", failure.detail or "", **payload)
+
+    def _accept_one(item: m.SubmissionIn, key: Any, batch: Any, batch_queue: Any) -> m.SubmitResult:
+        try:
+            bundle = _decode_bundle(item)
+        except ApiError as exc:
+            return m.SubmitResult(token=item.token, ok=False, error=exc.code, detail=str(exc.detail))
+        if bundle is not None:
+            if item.key_id != key.key_id or not verify_signature(key.public_hex, bundle, item.signature or ""):
+                return m.SubmitResult(token=item.token, ok=False, error="forged-bundle",
+                                      detail=f"the bundle for fencing token {item.token} is not signed by "
+                                      f"agent {item.agent}'s registered key {key.key_id}; re-register the key")
+        missing = [a.get("sha256") for a in item.artifacts if not the_store.artifacts.exists(str(a.get("sha256")))]
+        if missing:
+            return m.SubmitResult(token=item.token, ok=False, error="missing-artifact",
+                                  detail=f"upload artifact {missing[0]} (PUT /v1/artifacts/SHA256) before submitting")
+        # Artifacts are addressed by the server's store, whatever URI the agent's cache gave them.
+        artifacts = [{**a, "uri": the_store.artifacts.uri(str(a.get("sha256")))} for a in item.artifacts]
+        sub = shared.Submission(token=item.token, agent=item.agent, kind=item.kind, bundle=bundle,
+                                signature=item.signature, key_id=item.key_id, artifacts=artifacts,
+                                approve=item.approve, reason=item.reason, error=item.error)
+        try:
+            checkpoint = shared.accept(batch, batch_queue, sub, clock(), public_key=key.public_hex)
+        except HeadwaterError as exc:
+            _, code = _domain_status(exc)
+            return m.SubmitResult(token=item.token, ok=False, error=code, detail=str(exc))
+        return m.SubmitResult(token=item.token, ok=True, checkpoint=checkpoint)
+
+    @app.post("/v1/submissions", response_model=m.SubmitOut, tags=["agents"], responses=_ERRORS)
+    def submit(body: m.SubmitIn, token: TokenRecord = Depends(current_token)) -> JSONResponse:
+        """Submit finished items (results with signed bundles, verdicts, failures), several at once.
+
+        The whole batch is authorised first (403 refuses all of it); then each
+        item is accepted on its own: a stale lease (409) or a rejected bundle
+        (422) refuses that item, the others still count, and ``results`` says
+        which is which.
+        """
+        return submit_items(body.items, token)
+
+    @app.post("/v1/verdicts", response_model=m.SubmitOut, tags=["agents"], responses=_ERRORS)
+    def verdict(body: m.SubmissionIn, token: TokenRecord = Depends(current_token)) -> JSONResponse:
+        """Submit one verification verdict; a token may never verify its own agents' work."""
+        if body.kind != "verify":
+            raise ApiError(422, "wrong-kind", "a verdict has kind 'verify'; results go to /v1/submissions")
+        return submit_items([body], token)
+
+    @app.get("/v1/runs/{run_id}/scoreboard", tags=["agents"], responses=_ERRORS)
+    def scoreboard(run_id: str = Path(max_length=128), token: TokenRecord = Depends(current_token)) -> dict:
+        """How many agents work on each task of a run, and each task's state; ``version`` grows on change."""
+        return queue.scoreboard(scoped_run(token, run_id).id)
+
+    @app.get("/v1/runs/{run_id}/wait", response_model=m.WaitOut, tags=["agents"], responses=_ERRORS)
+    def wait(run_id: str = Path(max_length=128), after: int = Query(0, ge=0, le=2**62),
+             timeout: float = Query(10.0, ge=0.0, le=MAX_WAIT_S),
+             token: TokenRecord = Depends(current_token)) -> m.WaitOut:
+        """Long poll: return once the run's scoreboard version exceeds ``after``, or at ``timeout``."""
+        run = scoped_run(token, run_id)
+        version = queue.wait(run.id, after, timeout)
+        return m.WaitOut(version=version, finished=queue.finished(run.id))
+
+    # ------------------------------------------------------------ artifacts
+
+    @app.put("/v1/artifacts/{sha256}", response_model=m.ArtifactOut, tags=["artifacts"], responses=_ERRORS,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def put_artifact(request: Request, sha256: str = Sha256Path,
+                           token: TokenRecord = Depends(current_token)) -> m.ArtifactOut:
+        """Upload an artifact by its sha256; bytes that do not hash to the name are refused (422)."""
+        data = await request.body()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise ApiError(422, "digest-mismatch", f"the body hashes to {actual}, not {sha256}; nothing stored")
+        media = request.headers.get("x-media-type") or "application/octet-stream"
+        await run_in_threadpool(the_store.artifacts.put_bytes, data, media)
+        return m.ArtifactOut(sha256=sha256, size=len(data))
+
+    @app.get("/v1/artifacts/{sha256}", tags=["artifacts"], response_class=Response,
+             responses={**_ERRORS, 200: {"content": {"application/octet-stream": {
+                 "schema": {"type": "string", "format": "binary"}}}}})
+    def get_artifact(sha256: str = Sha256Path, token: TokenRecord = Depends(current_token)) -> Response:
+        """Download an artifact's bytes."""
+        local = the_store.artifacts.local_path(sha256)
+        if local is not None:
+            return FileResponse(local, media_type="application/octet-stream")
+        return Response(the_store.artifacts.get_bytes(sha256), media_type="application/octet-stream")
+
+    @app.post("/v1/artifacts/missing", response_model=m.MissingOut, tags=["artifacts"], responses=_ERRORS)
+    def missing_artifacts(body: m.MissingIn, token: TokenRecord = Depends(current_token)) -> m.MissingOut:
+        """Which of these sha256s the server lacks, so an agent uploads only those."""
+        return m.MissingOut(missing=[s for s in dict.fromkeys(body.sha256) if not the_store.artifacts.exists(s)])
+
+    # ------------------------------------------------------------ people
+
+    @app.get("/v1/runs", tags=["runs"], responses=_ERRORS)
+    def runs(workflow: Optional[str] = Query(None, max_length=256), limit: int = Query(20, ge=1, le=1000),
+             token: TokenRecord = Depends(current_token)) -> list[dict]:
+        """Runs, newest first (only those in the token's scope)."""
+        rows = the_store.list_runs(workflow, limit)
+        return [_run_json(r) for r in rows if token.scope.allows(r.workflow, r.campaign)]
+
+    @app.get("/v1/runs/{run_id}", tags=["runs"], responses=_ERRORS)
+    def run(run_id: str = Path(max_length=128), token: TokenRecord = Depends(current_token)) -> dict:
+        """One run (id or unique prefix) with the state of each task."""
+        record = scoped_run(token, run_id)
+        return {**_run_json(record), "tasks": [asdict(x) for x in the_store.get_tasks(record.id)]}
+
+    @app.get("/v1/runs/{run_id}/checkpoints", tags=["runs"], responses=_ERRORS)
+    def run_checkpoints(run_id: str = Path(max_length=128), token: TokenRecord = Depends(current_token)) -> list[dict]:
+        """A run's checkpoints in the order they were written."""
+        record = scoped_run(token, run_id)
+        return [{"id": c.id, "task": c.task, "attempt": c.attempt, "status": c.status, "seq": c.seq,
+                 "bytes": len(c.bundle), "outputs": {o.name: o.sha256 for o in c.outputs}}
+                for c in the_store.list_checkpoints(record.id)]
+
+    @app.get("/v1/checkpoints/{checkpoint_id}", tags=["runs"], responses=_ERRORS)
+    def checkpoint(checkpoint_id: str = Path(max_length=128), token: TokenRecord = Depends(current_token)) -> dict:
+        """One checkpoint: its bundle exactly as stored, with signature and key id."""
+        ck = the_store.get_checkpoint(checkpoint_id)
+        scoped_run(token, ck.run_id)
+        return {"id": ck.id, "run_id": ck.run_id, "status": ck.status, "signature": ck.signature,
+                "key_id": ck.key_id, "bundle": ck.doc}
+
+    @app.get("/v1/assets", tags=["oversight"], responses=_ERRORS)
+    def assets(kind: Optional[str] = Query(None, max_length=32), token: TokenRecord = Depends(current_token)) -> dict:
+        """Asset versions with a status on record, and how every version in use is used."""
+        versions = [{"asset": f"{r.kind}:{r.name}", "version": r.version, "status": r.status.label,
+                     "reason": r.reason, "updated_at": r.updated_at} for r in the_store.version_records(kind)]
+        usage = [asdict(u) for u in the_store.asset_usage() if kind is None or u.kind == kind]
+        return {"versions": versions, "usage": usage}
+
+    @app.get("/v1/blast-radius", tags=["oversight"], responses=_ERRORS)
+    def blast_radius(asset: str = Query(..., min_length=3, max_length=512),
+                     introduced: Optional[str] = Query(None, max_length=128),
+                     fixed: Optional[str] = Query(None, max_length=128),
+                     token: TokenRecord = Depends(current_token)) -> dict:
+        """Everything built on an asset version: workflows, runs, checkpoints, claims, with paths."""
+        return fleet().blast_radius(asset, introduced=introduced, fixed=fixed).to_json()
+
+    @app.get("/v1/audit", tags=["oversight"], responses=_ERRORS)
+    def audit(subject: Optional[str] = Query(None, max_length=512), run: Optional[str] = Query(None, max_length=128),
+              actor: Optional[str] = Query(None, max_length=128), limit: int = Query(40, ge=1, le=10_000),
+              token: TokenRecord = Depends(current_token)) -> list[dict]:
+        """The oversight audit log, latest ``limit`` records, oldest first."""
+        run_id = scoped_run(token, run).id if run else None
+        return [r.to_json() for r in the_store.audit_log(subject=subject, run_id=run_id, actor=actor, limit=limit)]
+
+    @app.post("/v1/assets/flag", tags=["oversight"], responses=_ERRORS)
+    def flag(body: m.FlagIn, token: TokenRecord = Depends(operator_token)) -> dict:
+        """Operator only: mark versions suspect (``trip``: degraded; ``retract``: withdrawn)."""
+        actor = f"token:{token.id}"
+        f = fleet()
+        if body.retract:
+            out = f.change(body.asset, "retract", body.reason, actor=actor, introduced=body.introduced,
+                           fixed=body.fixed)
+        else:
+            out = f.flag(body.asset, body.reason, actor=actor, trip=body.trip, introduced=body.introduced,
+                         fixed=body.fixed)
+        return out.to_json()
+
+    @app.post("/v1/assets/clear", tags=["oversight"], responses=_ERRORS)
+    def clear(body: m.ClearIn, token: TokenRecord = Depends(operator_token)) -> dict:
+        """Operator only: dismiss a suspicion (suspect versions back to trusted)."""
+        return fleet().change(body.asset, "clear", body.reason, actor=f"token:{token.id}").to_json()
+
+    @app.post("/v1/policies", tags=["oversight"], responses=_ERRORS)
+    def apply_policy(body: m.PolicyIn, token: TokenRecord = Depends(operator_token)) -> dict:
+        """Operator only: store a policy (a new version when its rules changed) and roll it out."""
+        from headwater.oversight.policy import policy_from_doc
+
+        policy = policy_from_doc(body.policy, source="request body 'policy'")
+        return fleet().apply_policy(policy, mode=body.mode, share=body.share,
+                                         actor=f"token:{token.id}").to_doc()
+
+    return app
