@@ -54,8 +54,10 @@ def to_memory(rows: list[Row]) -> LineageGraph:
     return g
 
 
-def to_store(store, rows: list[Row]) -> None:
-    """Write a graph into a store, one run record per run it names."""
+def to_store(store, rows: list[Row], names: dict[str, str] | None = None) -> None:
+    """Write a graph into a store, one run record per run it names; each
+    checkpoint's cache key is ``key-<name>`` (``names``: id -> name; the id by default)."""
+    names = names or {}
     from headwater.store.records import ArtifactRecord, AssetUse, CheckpointRecord, ClaimRecord, RunRecord
 
     for run, wf in sorted({(info.run_id, info.workflow) for info, *_ in rows}):
@@ -63,7 +65,7 @@ def to_store(store, rows: list[Row]) -> None:
     art = lambda s: ArtifactRecord(s, 1, "application/json", f"file:///{s}", s[:8])  # noqa: E731
     store.add_checkpoints([CheckpointRecord(
         id=info.id, run_id=info.run_id, workflow=info.workflow, task=info.task, attempt=1, status=info.status,
-        bundle=b"{}", signature="", key_id="k", parents=[], prev=None, cache_key=f"key-{info.id}", env_fp="env",
+        bundle=b"{}", signature="", key_id="k", parents=[], prev=None, cache_key=f"key-{names.get(info.id, info.id)}", env_fp="env",
         created_at=float(i), inputs=[art(s) for s in inputs], outputs=[art(s) for s in outputs],
         claims=[ClaimRecord(k, 1.0, 0.1, "m") for k in claims],
         uses=[AssetUse(k, n, v, "consumed") for k, n, v in uses]) for i, (info, uses, claims, inputs, outputs)
@@ -76,7 +78,7 @@ def memory_graph() -> LineageGraph:
 
 def fill_store(store) -> None:
     """Write the fixed graph into a store."""
-    to_store(store, spec())
+    to_store(store, spec(), {i: n for n, i in IDS.items()})
 
 
 def random_graph(seed: int, ns: str, *, runs: int = 4, per_run: int = 6) -> list[Row]:

@@ -39,13 +39,13 @@ def test_quiet_gc_restores_the_collector():
     assert gc.get_freeze_count() == 0
 
 
-def test_quiet_gc_leaves_a_callers_freeze_alone():
+def test_quiet_gc_leaves_a_callers_freeze_and_thresholds_alone():
     gc.freeze()
     try:
-        frozen = gc.get_freeze_count()
-        with quiet_gc() as settle:
+        frozen, before = gc.get_freeze_count(), gc.get_threshold()
+        with quiet_gc() as settle:  # e.g. a second run in the same process
             settle()
-            assert gc.get_freeze_count() == frozen
-        assert gc.get_freeze_count() == frozen
+            assert (gc.get_freeze_count(), gc.get_threshold()) == (frozen, before)
+        assert (gc.get_freeze_count(), gc.get_threshold()) == (frozen, before)
     finally:
         gc.unfreeze()

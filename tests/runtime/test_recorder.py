@@ -120,3 +120,20 @@ def test_store_writer_rows_read_back_as_written(store):
     assert (event.kind, event.task, event.data) == ("committed", "naïve", data)
     (row,) = store.get_tasks("r1")
     assert (row.task, row.state, row.agent, row.fencing) == ("naïve", "committed", "a1", 2**40)
+
+
+@pytest.mark.parametrize("process", [True, False])
+def test_store_writer_puts_blobs_before_the_batches_after_them(store, process):
+    import hashlib
+
+    from headwater.checkpoint.signing import SigningKey
+
+    store.create_run(f.run("r1"))
+    writer = StoreWriter(store, SigningKey.generate(), process=process)
+    data = b"full environment export\n"
+    writer.put_blobs([(data, "text/plain", "env_export")])
+    ck = f.checkpoint("r1", "t", 1)
+    writer.submit([ck], [], [], [])
+    writer.close()
+    assert store.artifacts.get_bytes(hashlib.sha256(data).hexdigest()) == data
+    assert store.get_checkpoint(ck.id).id == ck.id

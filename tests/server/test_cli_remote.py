@@ -76,3 +76,29 @@ def test_agent_with_a_revoked_token_stops_with_the_reason(api, tmp_path):
     with pytest.raises(RemoteError) as caught:
         api.remote(secret, "w1", tmp_path).run()
     assert caught.value.status == 401 and caught.value.code == "invalid-token"
+
+
+def test_lease_renewer_renews_each_lease_until_stopped_and_drops_stale_ones():
+    import threading
+
+    from headwater.runtime.remote import _Renewer
+
+    calls: list[int] = []
+    renewed_twice = threading.Event()
+
+    class Client:
+        def renew(self, agent, token, lease_s):
+            calls.append(token)
+            if token == 2:
+                raise RemoteError(409, "stale-lease", "taken over")
+            if calls.count(1) >= 2:
+                renewed_twice.set()
+            return 0.0
+
+    with _Renewer(Client(), "w1", [1, 2], lease_s=0.03) as renewer:
+        assert renewed_twice.wait(timeout=30)
+    assert renewer.tokens == [1]
+    assert calls.count(2) == 1
+    done = len(calls)
+    renewer.stop.wait(0.05)
+    assert len(calls) == done

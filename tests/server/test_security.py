@@ -286,3 +286,13 @@ def test_one_refused_result_in_a_batch_leaves_the_others_accepted(api, tmp_path)
     assert sorted(states.values()) == ["committed", "leased"]
     committed = [r for r, s in states.items() if s == "committed"][0]
     assert [c.id for c in api.store.list_checkpoints(committed)] == [results[0]["checkpoint"]]
+
+
+def test_submitting_for_a_lease_of_a_role_the_token_lacks_is_403(api):
+    run_id = api.run()
+    secret = api.token("verifier")
+    api.agent(secret, "v1")
+    lease = api.queue.claim("v1", ["worker"], api.clock(), 30.0)[0]
+    body = {"token": lease.token, "agent": "v1", "kind": "run", "error": "gave up"}
+    _refused(api.client.post("/v1/submissions", json={"items": [body]}, headers=api.auth(secret)), 403, "wrong-role")
+    assert api.queue.scoreboard(run_id)["tasks"]["a"]["state"] == "leased"

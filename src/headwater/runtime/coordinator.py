@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from headwater.checkpoint import bundle as B
-from headwater.checkpoint.canonical import NotJSON, hash_obj, to_jsonable
+from headwater.checkpoint.canonical import NotJSON, hash_obj, sha256_hex, to_jsonable
 from headwater.checkpoint.env import fingerprint, full_export, git_state
 from headwater.checkpoint.profiles import analysis_part, simulation_part
 from headwater.errors import RunError
@@ -237,6 +237,7 @@ class Coordinator:
         self.pending: list[CheckpointRecord] = []
         self.pending_tasks: dict[str, TaskRecord] = {}
         self.pending_events: list[EventRecord] = []
+        self.pending_blobs: list[tuple[bytes, str, str]] = []  # heavy captures, stored ahead of the next batch
         self.status_updates: list[tuple[str, str, str | None]] = []
         self._run_spec: dict[str, str] = {}
         self._executor = executor
@@ -891,11 +892,10 @@ class Coordinator:
         self.first_in_campaign = False
         heavy = None
         if triggers and cache_hit is None:
-            heavy = {"triggers": triggers, "artifacts": {
-                "stdout": self.store.artifacts.put_bytes(outcome.stdout.encode(), "text/plain", "stdout").sha256,
-                "stderr": self.store.artifacts.put_bytes(outcome.stderr.encode(), "text/plain", "stderr").sha256,
-                "env_export": self.store.artifacts.put_bytes(full_export(self.env).encode(), "text/plain", "env_export").sha256,
-            }}
+            blobs = {"stdout": outcome.stdout.encode(), "stderr": outcome.stderr.encode(),
+                     "env_export": full_export(self.env).encode()}
+            heavy = {"triggers": triggers, "artifacts": {name: sha256_hex(data) for name, data in blobs.items()}}
+            self.pending_blobs += [(data, "text/plain", name) for name, data in blobs.items()]
         profile = None
         if self.wf.profile == "simulation":
             profile = simulation_part(outcome.numerics, outcome.invariants)
@@ -974,6 +974,9 @@ class Coordinator:
                       "speculation_depth": self.sched.speculation_depth()}))
         if self.writer is None:
             return
+        if self.pending_blobs:
+            self.writer.put_blobs(self.pending_blobs)
+            self.pending_blobs = []
         if self.pending or self.pending_tasks or self.pending_events or self.status_updates:
             self.writer.submit(self.pending, list(self.pending_tasks.values()), self.pending_events,
                                self.status_updates)
@@ -997,29 +1000,23 @@ def quiet_gc() -> Any:
     Agent and store-writer processes forked inside inherit both, which also
     spares them copying the parent's pages when the collector would touch
     them. The context gives a function that freezes what is alive now as
-    well (called once set-up is done, before the loop starts). The previous
-    thresholds are restored afterwards and the freeze is undone; a caller
-    that froze objects itself keeps its own freeze and gets none from here.
+    well (called once set-up is done, before the loop starts); afterwards
+    the thresholds are restored and the freeze undone. When something is
+    frozen already -- by the caller, or by another run in this process,
+    which then owns the settings -- nothing is changed here.
     ``HEADWATER_GC=default`` leaves the collector as it is (for measuring).
     """
-    if os.environ.get("HEADWATER_GC") == "default":
+    if os.environ.get("HEADWATER_GC") == "default" or gc.get_freeze_count():
         yield lambda: None
         return
     threshold = gc.get_threshold()
-    freeze = gc.get_freeze_count() == 0
-
-    def settle() -> None:
-        if freeze:
-            gc.freeze()
-
-    settle()
+    gc.freeze()
     gc.set_threshold(max(threshold[0], GC_YOUNG), *threshold[1:])
     try:
-        yield settle
+        yield gc.freeze
     finally:
         gc.set_threshold(*threshold)
-        if freeze:
-            gc.unfreeze()
+        gc.unfreeze()
 
 
 def _empty(value: Any) -> bool:

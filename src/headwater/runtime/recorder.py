@@ -14,7 +14,8 @@ scalars) and names the field at fault for what it cannot.
 loop: it takes batches (checkpoints with task states and events, then status
 updates), signs the checkpoints and writes each batch in one transaction, in
 order, in a child process, so Ed25519, SQLite's fsync and the driver's work
-overlap with scheduling. :meth:`StoreWriter.drain` waits until everything
+overlap with scheduling; blobs for the artifact store (heavy captures) can
+go the same way, ahead of the batches that name them. :meth:`StoreWriter.drain` waits until everything
 handed over is durable (the coordinator calls it before the run ends). A
 crash loses at most the batches not yet written, which ``resume`` runs
 again.
@@ -196,16 +197,27 @@ class StoreWriter:
     def submit(self, ckpts: list[CheckpointRecord], tasks: list[TaskRecord], events: list[EventRecord],
                status: list[tuple[str, str, str | None]]) -> None:
         """Queue one batch; the records must not be changed afterwards (but for their signature)."""
+        self._send_item((ckpts, tasks, events, status))
+
+    def put_blobs(self, blobs: list[tuple[bytes, str, str]]) -> None:
+        """Queue ``(data, media type, name)`` for the artifact store, ahead of
+        the batches submitted after it (so they are durable before any
+        checkpoint that names them by hash is). The heavy captures of a
+        triggered checkpoint travel this way: their fsyncs then happen beside
+        the coordinator's loop instead of in it."""
+        self._send_item(("blobs", blobs))
+
+    def _send_item(self, item: Any) -> None:
         self._raise()
         self.batches += 1
         if self._queue is not None:
-            self._queue.put((ckpts, tasks, events, status))
+            self._queue.put(item)
             return
         self._acks(block=False)
         while self.batches - 1 - self._acked >= self.max_batches:
             self._acks(block=True)
         try:
-            self._conn.send((ckpts, tasks, events, status))
+            self._conn.send(item)
         except (OSError, EOFError) as exc:
             raise StoreError(f"the store writer process died ({exc}); resume the run to continue") from None
 
@@ -264,11 +276,20 @@ class StoreWriter:
                 if item is None:
                     return
                 if self._error is None:
-                    _write(self.store, self.key, *item)
+                    _write_item(self.store, self.key, item)
             except BaseException as exc:  # handed to the coordinator's thread
                 self._error = exc
             finally:
                 self._queue.task_done()
+
+
+def _write_item(store: Store, key: SigningKey, item: tuple) -> None:
+    """One item handed to the writer: blobs for the artifact store, or a batch."""
+    if item[0] == "blobs":
+        for data, media_type, name in item[1]:
+            store.artifacts.put_bytes(data, media_type, name)
+    else:
+        _write(store, key, *item)
 
 
 def _write(store: Store, key: SigningKey, ckpts, tasks, events, status) -> None:
@@ -304,7 +325,7 @@ def _writer_main(conn, url: str, root: str, key: SigningKey) -> None:
             reply: Any = True
             if not failed:
                 try:
-                    _write(store, key, *batch)
+                    _write_item(store, key, batch)
                 except BaseException as exc:
                     failed = True
                     reply = exc if _picklable(exc) else StoreError(f"{type(exc).__name__}: {exc}")

@@ -137,7 +137,7 @@ class ApiClient:
     def submit(self, items: list[dict]) -> list[dict]:
         """Submit a batch; returns each item's result, whether accepted or refused."""
         response = self._send("POST", "/v1/submissions", json={"items": items})
-        if response.status_code in (409, 422):
+        if response.status_code in (409, 422, 503):
             body = response.json()
             if "results" in body:
                 return body["results"]
@@ -274,14 +274,32 @@ class RemoteAgent:
         if failure is not None:
             raise failure
 
-    def _submit(self, subs: list[Any]) -> None:
-        self.upload_outputs(subs)
-        for result in self.client.submit([s.to_json() for s in subs]):
-            if result.get("ok"):
-                self.stats.accepted += 1
-            else:
-                self.stats.refused += 1
-                self.stats.errors.append(f"{result.get('token')}: {result.get('error')}: {result.get('detail')}")
+    def _submit(self, subs: list[Any], attempts: int = 3) -> None:
+        """Upload outputs and submit; results the store was too busy to apply are sent again.
+
+        A refused batch (the server unreachable or failing) is recorded, not
+        raised: its leases expire and other agents run the items again.
+        """
+        pending = list(subs)
+        for attempt in range(attempts):
+            try:
+                self.upload_outputs(pending)
+                results = self.client.submit([s.to_json() for s in pending])
+            except (RemoteError, httpx.TransportError) as exc:
+                self.stats.errors.append(f"submit: {exc}")
+                return
+            by_token = {s.token: s for s in pending}
+            pending = []
+            for result in results:
+                if result.get("ok"):
+                    self.stats.accepted += 1
+                elif result.get("error") == "store-busy" and attempt < attempts - 1:
+                    pending.append(by_token[result["token"]])
+                else:
+                    self.stats.refused += 1
+                    self.stats.errors.append(f"{result.get('token')}: {result.get('error')}: {result.get('detail')}")
+            if not pending:
+                return
 
     def _give_back(self, tokens: Sequence[int]) -> None:
         """Let other agents take items this one cannot run: expire their leases now."""

@@ -238,10 +238,11 @@ class _OneTransaction:
 
 
 def _leases_of(store: Store, tokens: list[int]) -> dict[int, Any]:
-    """The queue items holding these fencing tokens (run, task, attempt, kind, producer), by token."""
+    """The queue items holding these fencing tokens (run, task, attempt, kind, role, producer), by token."""
     qi = t.queue_item
     with store._read() as conn:
-        rows = conn.execute(sa.select(qi.c.token, qi.c.run_id, qi.c.task, qi.c.attempt, qi.c.kind, qi.c.producer)
+        rows = conn.execute(sa.select(qi.c.token, qi.c.run_id, qi.c.task, qi.c.attempt, qi.c.kind, qi.c.role,
+                                      qi.c.producer)
                             .where(qi.c.token.in_(list(set(tokens))))).all()
     return {row.token: row for row in rows}
 
@@ -393,6 +394,7 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
             if lease is None:
                 continue
             check_run_scope(token, contexts.get_run(lease.run_id))
+            check_roles(token, [lease.role])
             if lease.kind != item.kind:
                 raise ApiError(422, "wrong-kind", f"fencing token {item.token} leases a {lease.kind} item, "
                                f"not {item.kind}")
@@ -416,7 +418,7 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
         payload = {"results": [r.model_dump() for r in results]}
         if failure is None:
             return JSONResponse(payload)
-        status = 409 if failure.error == "stale-lease" else 422
+        status = {"stale-lease": 409, "store-busy": 503}.get(failure.error or "", 422)
         return _error(status, failure.error or "rejected", failure.detail or "", **payload)
 
     def _accept_one(item: m.SubmissionIn, key: Any, batch: Any, batch_queue: Any) -> m.SubmitResult:
@@ -443,6 +445,11 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
         except HeadwaterError as exc:
             _, code = _domain_status(exc)
             return m.SubmitResult(token=item.token, ok=False, error=code, detail=str(exc))
+        except sa.exc.DBAPIError as exc:
+            # A deadlock victim or a dropped connection: this item's savepoint
+            # is rolled back and its lease still stands, so it can be sent again.
+            return m.SubmitResult(token=item.token, ok=False, error="store-busy",
+                                  detail=f"the store could not apply this result ({exc.orig}); submit it again")
         return m.SubmitResult(token=item.token, ok=True, checkpoint=checkpoint)
 
     @app.post("/v1/submissions", response_model=m.SubmitOut, tags=["agents"], responses=_ERRORS)
@@ -474,8 +481,15 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
              token: TokenRecord = Depends(current_token)) -> m.WaitOut:
         """Long poll: return once the run's scoreboard version exceeds ``after``, or at ``timeout``."""
         run = scoped_run(token, run_id)
-        version = queue.wait(run.id, after, timeout)
-        return m.WaitOut(version=version, finished=queue.finished(run.id))
+        if the_store.dialect != "postgresql":
+            return m.WaitOut(version=queue.wait(run.id, after, timeout), finished=queue.finished(run.id))
+        # A LISTEN connection of its own: waiters sharing one would take each
+        # other's notifications and queue on its lock.
+        waiter = WorkQueue(the_store)
+        try:
+            return m.WaitOut(version=waiter.wait(run.id, after, timeout), finished=waiter.finished(run.id))
+        finally:
+            waiter.close()
 
     # ------------------------------------------------------------ artifacts
 

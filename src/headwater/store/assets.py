@@ -62,6 +62,10 @@ FRONTIER_CHUNK = 50_000
 BIG_FRONTIER = 15_000
 """From this many ids a PostgreSQL hop is planned for its own size (see StoreEdges)."""
 
+WALK_BIG_FRONTIER = 5_000
+"""From this many checkpoints in a frontier, a PostgreSQL hop of :class:`DatabaseWalk`
+is planned with statistics and hash joins."""
+
 IN_CHUNK = 2000
 """Values per IN list elsewhere (well under both dialects' parameter limits)."""
 
@@ -397,18 +401,15 @@ class DatabaseWalk:
         if not selected:
             return result
         conn = self.conn
-        if self.pg:  # a temporary table has no statistics until analysed: plan for index lookups
-            conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
-            conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
         WALK_VISIT.create(conn)
         conn.execute(self._query("seeds"), {"kind": ref.kind, "prefix": ref.kind + ":", "versions": list(selected)})
         depth = 1
         hop, reached = self._query("hop"), self._query("reached")
-        while depth < max_depth:
-            params = {"depth": depth, "next": depth + 1}
-            conn.execute(hop, params)
-            if not conn.scalar(reached, params):
-                break
+        size = conn.scalar(reached, {"next": 1})
+        while depth < max_depth and size:
+            self._plan_for(size)
+            conn.execute(hop, {"depth": depth, "next": depth + 1})
+            size = conn.scalar(reached, {"next": depth + 1})
             depth += 1
         if not self.pg:  # with its size known, SQLite reads the outputs of the visited, not all outputs
             conn.exec_driver_sql(f"ANALYZE {WALK_VISIT.name}")
@@ -424,9 +425,22 @@ class DatabaseWalk:
 
     @staticmethod
     def _reached() -> Any:
-        """Whether the last hop reached anything (rowcounts of ``INSERT ... SELECT``
-        are not reported by every driver)."""
-        return sa.select(sa.exists().where(WALK_VISIT.c.depth == sa.bindparam("next")))
+        """How many checkpoints the last hop reached (rowcounts of ``INSERT ...
+        SELECT`` are not reported by every driver)."""
+        return sa.select(sa.func.count()).select_from(WALK_VISIT).where(WALK_VISIT.c.depth == sa.bindparam("next"))
+
+    def _plan_for(self, size: int, analyze: bool = True) -> None:
+        """On PostgreSQL, plan each hop for its frontier: index lookups per id
+        for a small one (hash joins off; the temporary table has no
+        statistics, so the planner would guess); for :data:`WALK_BIG_FRONTIER`
+        ids or more, statistics of the visited table (``ANALYZE``), with hash
+        joins allowed. SQLite plans these joins as index lookups by itself."""
+        if not self.pg:
+            return
+        big = size >= WALK_BIG_FRONTIER
+        if big and analyze:
+            self.conn.exec_driver_sql(f"ANALYZE {WALK_VISIT.name}")
+        self.conn.exec_driver_sql(f"SET LOCAL enable_hashjoin = {'on' if big else 'off'}")
 
     @staticmethod
     def _head(c: Any) -> tuple:
@@ -523,6 +537,7 @@ class DatabaseWalk:
             links[cid] = (prev, via)
             depths[cid] = d
             info[cid] = CheckpointInfo(cid, *head)
+        self._plan_for(len(links), analyze=False)
         first: dict[str, tuple[int, str]] = {}
         for edge, what, d, producer in self._fetch(self._query("outputs"), {"limit": max_depth}):
             label = f"artifact:{what}" if edge == "a" else f"claim:{what}@{producer[:CLAIM_VERSION_LEN]}"
