@@ -125,3 +125,14 @@ def test_installed_command_runs_a_yaml_workflow(tmp_path):
     ws = open_workspace(tmp_path / ".headwater")
     assert ws.store.artifacts.get_bytes(cks[1]["outputs"]["n"]).strip() == b"2"
     ws.close()
+
+
+def test_status_of_a_queued_run_shows_the_queue_scoreboard(env):
+    _, wf = env
+    submitted = json.loads(invoke("submit", wf, "--param", "scale=2", "--json").stdout)
+    run_id = submitted["run"]
+    data = json.loads(invoke("status", run_id[:8], "--json").stdout)
+    assert data["run"] == run_id and data["status"] == "running"
+    assert data["tasks_by_state"] == {"ready": 1, "pending": submitted["tasks"] - 1}
+    shown = invoke("status", run_id, "--once")
+    assert shown.exit_code == 0 and f"run {run_id}: running (0/{submitted['tasks']} final)" in shown.stdout

@@ -46,7 +46,7 @@ class SigningKey:
         self._private = private
         public_raw = private.public_key().public_bytes(_RAW, _RAW_PUBLIC)
         self.public_hex: str = public_raw.hex()
-        self.key_id: str = hashlib.sha256(public_raw).hexdigest()[:16]
+        self.key_id: str = key_id_of(self.public_hex)
 
     def __repr__(self) -> str:
         return f"SigningKey(key_id={self.key_id!r})"
@@ -146,6 +146,11 @@ def load_or_create(path: str | Path) -> SigningKey:
     except FileExistsError:
         return SigningKey.load(path)
     return key
+
+
+def key_id_of(public_hex: str) -> str:
+    """The ``key_id`` of a public key given in hex: the first 16 hex digits of its sha256."""
+    return hashlib.sha256(bytes.fromhex(public_hex)).hexdigest()[:16]
 
 
 @lru_cache(maxsize=256)

@@ -39,6 +39,19 @@ def queue_status(queue: Any, run_id: str) -> dict[str, Any]:
     }
 
 
+def render_queue_status(data: dict[str, Any]) -> Table:
+    """The table ``queue status`` and ``status`` print for a queued run."""
+    head = Table(title=f"run {data['run']}: {data['status']} ({data['final']}/{data['total']} final)",
+                 title_justify="left")
+    states = data["tasks_by_state"]
+    for s in states:
+        head.add_column(s, justify="right")
+    head.add_column("executing", justify="right")
+    head.add_column("verifying", justify="right")
+    head.add_row(*[str(v) for v in states.values()], str(data["executing"]), str(data["verifying"]))
+    return head
+
+
 def register(app: typer.Typer) -> None:
     queue_app = typer.Typer(help="The shared work queue (see `headwater submit`, `headwater coordinator`).\n\n"
                                  "Example: headwater queue status 3f2a9c0d1e2b4a5f", no_args_is_help=True)
@@ -137,12 +150,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _emit(data)
             return
-        head = Table(title=f"run {run_id}: {data['status']} ({data['final']}/{data['total']} final)",
-                     title_justify="left")
-        states = data["tasks_by_state"]
-        for s in states:
-            head.add_column(s, justify="right")
-        head.add_column("executing", justify="right")
-        head.add_column("verifying", justify="right")
-        head.add_row(*[str(v) for v in states.values()], str(data["executing"]), str(data["verifying"]))
-        console.print(head)
+        console.print(render_queue_status(data))

@@ -94,6 +94,9 @@ def register(app: typer.Typer) -> None:
         from headwater.cli import _ws, console
 
         store = _ws().store
+        if (store.get_run(run_id).options or {}).get("executor") == "queue":
+            _queued_status(store, run_id, as_json, once, interval)
+            return
         data = run_status(store, run_id)
         if as_json:
             console.print_json(json.dumps(data, default=str))
@@ -106,3 +109,25 @@ def register(app: typer.Typer) -> None:
                 time.sleep(max(interval, 0.05))
                 data = run_status(store, run_id)
                 live.update(_render(data))
+
+
+def _queued_status(store: Store, run_id: str, as_json: bool, once: bool, interval: float) -> None:
+    """``status`` of a run served by the shared queue: its scoreboard, followed live while it runs."""
+    from headwater.cli import console
+    from headwater.commands.fleetq import queue_status, render_queue_status
+    from headwater.store.queue import WorkQueue
+
+    run_id = store.get_run(run_id).id
+    queue = WorkQueue(store)
+    data = queue_status(queue, run_id)
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+        return
+    if once or data["status"] != "running":
+        console.print(render_queue_status(data))
+        return
+    with Live(render_queue_status(data), console=console, refresh_per_second=4) as live:
+        while data["status"] == "running":
+            queue.wait(run_id, data["version"], max(interval, 0.05))
+            data = queue_status(queue, run_id)
+            live.update(render_queue_status(data))

@@ -457,7 +457,8 @@ agent_key = sa.Table(
     sa.Column("public_hex", sa.String(), nullable=False),
     sa.Column("key_id", sa.String(), nullable=False),
     sa.Column("created_at", sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint("agent", name="pk_agent_key"),
+    sa.PrimaryKeyConstraint("agent", "key_id", name="pk_agent_key"),
     sa.ForeignKeyConstraint(["token_id"], ["api_token.id"], name="fk_agent_key_token"),
     sa.Index("ix_agent_key_token", "token_id"),
+    sa.Index("ix_agent_key_key_id", "key_id"),
 )

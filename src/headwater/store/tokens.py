@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -202,26 +202,45 @@ class Tokens:
     def register_agent(self, token_id: str, agent: str, public_hex: str, key_id: str, now: float) -> AgentKey:
         """Bind ``agent`` to ``token_id`` with its public key.
 
-        Re-registering the same agent under the same token replaces its key (an
-        agent restarted with a new key); an agent name taken by another token
-        is refused, so one token cannot speak for another token's agent.
+        Re-registering the same agent under the same token with a new key (an
+        agent restarted with a new key) makes that key current; earlier keys
+        stay on record, so bundles they signed still verify. An agent name
+        taken by another token is refused, so one token cannot speak for
+        another token's agent.
         """
         k = t.agent_key
         with self.store.transaction() as conn:
-            owner = conn.scalar(sa.select(k.c.token_id).where(k.c.agent == agent))
+            owner = conn.scalar(sa.select(k.c.token_id).where(k.c.agent == agent).limit(1))
             if owner is not None and owner != token_id:
                 raise TokenError(f"agent name {agent!r} belongs to another token; choose another --name",
                                  token_id=token_id)
-            values = {"token_id": token_id, "public_hex": public_hex, "key_id": key_id, "created_at": now}
-            if owner is None:
-                conn.execute(sa.insert(k), {"agent": agent, **values})
+            known = sa.and_(k.c.agent == agent, k.c.key_id == key_id)
+            if conn.scalar(sa.select(k.c.public_hex).where(known)) is None:
+                conn.execute(sa.insert(k), {"agent": agent, "token_id": token_id, "public_hex": public_hex,
+                                            "key_id": key_id, "created_at": now})
             else:
-                conn.execute(sa.update(k).where(k.c.agent == agent).values(**values))
+                conn.execute(sa.update(k).where(known).values(created_at=now))
         return AgentKey(agent, token_id, public_hex, key_id, now)
 
     def agent(self, agent: str) -> AgentKey | None:
-        """The registered key of ``agent``, or None for an agent never registered."""
+        """The current (latest registered) key of ``agent``, or None for an agent never registered."""
+        k = t.agent_key
+        query = sa.select(k).where(k.c.agent == agent).order_by(k.c.created_at.desc()).limit(1)
         with self.store._read() as conn:
-            row = conn.execute(sa.select(t.agent_key).where(t.agent_key.c.agent == agent)).first()
+            row = conn.execute(query).first()
         return None if row is None else AgentKey(row.agent, row.token_id, row.public_hex, row.key_id, row.created_at)
+
+    def public_keys(self, key_ids: Iterable[str]) -> dict[str, str]:
+        """Public keys (hex) of the agent keys named by ``key_ids``, current or not.
+
+        This is how ``headwater verify`` checks bundles that remote agents
+        signed: a checkpoint records the ``key_id`` it was signed with.
+        """
+        wanted = sorted(set(key_ids))
+        if not wanted:
+            return {}
+        k = t.agent_key
+        with self.store._read() as conn:
+            rows = conn.execute(sa.select(k.c.key_id, k.c.public_hex).where(k.c.key_id.in_(wanted)))
+            return {row.key_id: row.public_hex for row in rows}
 

@@ -39,13 +39,15 @@ def upgrade() -> None:
         sa.Column("public_hex", sa.String(), nullable=False),
         sa.Column("key_id", sa.String(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint("agent", name="pk_agent_key"),
+        sa.PrimaryKeyConstraint("agent", "key_id", name="pk_agent_key"),
         sa.ForeignKeyConstraint(["token_id"], ["api_token.id"], name="fk_agent_key_token"),
     )
     op.create_index("ix_agent_key_token", "agent_key", ["token_id"])
+    op.create_index("ix_agent_key_key_id", "agent_key", ["key_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_agent_key_key_id", table_name="agent_key")
     op.drop_index("ix_agent_key_token", table_name="agent_key")
     op.drop_table("agent_key")
     op.drop_table("api_token")
