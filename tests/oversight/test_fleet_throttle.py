@@ -110,6 +110,12 @@ def test_running_exposures_follow_the_task_rows(store):
     assert store.running_exposures(time.time(), exclude_run="busy") == []
     store.update_run("busy", status="succeeded")
     assert store.running_exposures(time.time()) == []
+    # an admission whose task row never followed counts for a while, not for ever
+    store.create_run(RunRecord("crashed", "wf", "spec", "survey", {}, 0, "running", None, None, 1.0, tags=[]))
+    t0 = time.time()
+    store.record_exposure("crashed", "t", 1, 3, ["compute:local"], t0 - 10)
+    assert [r.dependent.run_id for r in store.running_exposures(t0)] == ["crashed"]
+    assert store.running_exposures(t0 + 25) == []
 
 
 def run(ws, path, **opts):

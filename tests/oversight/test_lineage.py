@@ -107,3 +107,11 @@ def test_the_database_walk_equals_the_pure_walk_on_random_graphs(store, seed, ru
 def test_an_unknown_walk_is_refused(store):
     with pytest.raises(StoreError, match="unknown blast-radius walk 'bfs'"):
         store.blast_radius("lib:x", walk="bfs")
+
+
+def test_the_database_walk_reads_while_a_writer_holds_the_store(store):
+    """Its temporary table is the reader's own: no write lock on the store is taken."""
+    fill_store(store)
+    with store.transaction():
+        check_radius(store.blast_radius(f"claim:g@{G1}"))
+    check_radius(store.blast_radius(f"claim:g@{G1}"))  # and the table is gone with the snapshot

@@ -16,8 +16,10 @@ was first reached from, so each result carries the path that links it to
 the asset. The walk itself is pure: it asks an :class:`EdgeSource` for the
 edges out of a whole frontier at a time, with what is known of the
 checkpoints at their heads. :class:`LineageGraph` is the in-memory source
-(tests, the study simulator); the store answers each hop with one indexed
-statement, so the cost grows with the radius, not with the graph.
+(tests, the study simulator). This walk is the reference: the store runs
+the same walk inside the database
+(:class:`headwater.store.assets.DatabaseWalk`), hop by hop over tables, and
+fills the same :class:`BlastRadius`; property tests hold the two equal.
 """
 
 from __future__ import annotations

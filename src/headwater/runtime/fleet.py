@@ -102,12 +102,12 @@ class MonitorReport:
         return out
 
 
-RUN_END_LIMIT = 5_000
+RUN_END_LIMIT = 1_000
 """Above this many committed and refuted checkpoints in the store, a run's end
 runs only the monitors over its own claim keys; the fleet-wide ones are
 left to ``headwater monitors run``."""
 
-RUN_END_BUDGET = 1.0
+RUN_END_BUDGET = 0.5
 """Seconds the monitors at a run's end may take; the rest are skipped."""
 
 

@@ -66,6 +66,10 @@ WALK_BIG_FRONTIER = 5_000
 """From this many checkpoints in a frontier, a PostgreSQL hop of :class:`DatabaseWalk`
 is planned with statistics and hash joins."""
 
+EXPOSURE_GRACE = 30.0
+"""Seconds an admission counts for a fleet-wide cap before its task row shows
+the lease; later, its coordinator is taken for dead."""
+
 IN_CHUNK = 2000
 """Values per IN list elsewhere (well under both dialects' parameter limits)."""
 
@@ -145,6 +149,16 @@ class CanaryRecord:
 def _chunks(items: Sequence[str], size: int = IN_CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _plain_rows(conn: sa.Connection, query: Any, params: dict[str, Any]) -> list[tuple]:
+    """Rows as plain tuples straight from the driver: lineage rows hold strings
+    and integers only, and a large radius reads hundreds of thousands of them."""
+    result = conn.execute(query, params)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
 
 
 def _audit_row(r: AuditRecord) -> dict[str, Any]:
@@ -229,11 +243,7 @@ class StoreEdges:
                          .join(c, c.c.id == au.c.checkpoint_id)
                          .where(au.c.kind == kind, au.c.name == name, au.c.version.in_(chunk),
                                 au.c.direction == "consumed"))
-                result = self.conn.execute(query)
-                try:
-                    out.extend((n, v, CheckpointInfo(*head)) for n, v, *head in result.cursor.fetchall())
-                finally:
-                    result.close()
+                out.extend((n, v, CheckpointInfo(*head)) for n, v, *head in _plain_rows(self.conn, query, {}))
         return out
 
     def _ids(self) -> Any:
@@ -299,14 +309,8 @@ class StoreEdges:
             self.conn.exec_driver_sql(f"SET LOCAL plan_cache_mode = {plans}")
 
     def _rows(self, name: str, ids: Sequence[str]) -> list[tuple]:
-        """Plain tuples straight from the driver: lineage rows hold strings and
-        integers only, and a large radius reads hundreds of thousands of them."""
         self._plan_for(len(ids))
-        result = self.conn.execute(self._query(name), self._bind(ids))
-        try:
-            return result.cursor.fetchall()
-        finally:
-            result.close()
+        return _plain_rows(self.conn, self._query(name), self._bind(ids))
 
     def hop(self, ckpts: Sequence[str]) -> Hop:
         arts: list[tuple[str, str, str | None]] = []
@@ -385,6 +389,12 @@ class DatabaseWalk:
     (the reader rolls back), and is dropped at the end anyway. Strings are
     compared with the ``C`` collation on PostgreSQL, so ties break by code
     point as in Python.
+
+    A temporary table has no statistics, and planners take a table without
+    them for a large one: on PostgreSQL each hop is planned for its
+    frontier's size (:meth:`_plan_for`), and SQLite analyses the visited
+    table before the final read, which would otherwise scan every output
+    in the store.
     """
 
     COLUMNS = ("id", "depth", "prev", "via", "run_id", "workflow", "task", "status", "seq")
@@ -411,7 +421,7 @@ class DatabaseWalk:
             conn.execute(hop, {"depth": depth, "next": depth + 1})
             size = conn.scalar(reached, {"next": depth + 1})
             depth += 1
-        if not self.pg:  # with its size known, SQLite reads the outputs of the visited, not all outputs
+        if not self.pg:
             conn.exec_driver_sql(f"ANALYZE {WALK_VISIT.name}")
         self._read_into(result, max_depth)
         WALK_VISIT.drop(conn)
@@ -507,13 +517,6 @@ class DatabaseWalk:
         )
         return self._insert_first(sa.union_all(by_artifact, by_claim).subquery("edges"), sa.bindparam("next"))
 
-    def _fetch(self, query: Any, params: dict[str, Any]) -> list[tuple]:
-        result = self.conn.execute(query, params)
-        try:
-            return result.cursor.fetchall()
-        finally:
-            result.close()
-
     @staticmethod
     def _visited() -> Any:
         v = WALK_VISIT
@@ -533,13 +536,13 @@ class DatabaseWalk:
 
     def _read_into(self, result: BlastRadius, max_depth: int) -> None:
         links, depths, info, producers = result.links, result.depths, result.info, result.producers
-        for cid, d, prev, via, *head in self._fetch(self._query("visited"), {}):
+        for cid, d, prev, via, *head in _plain_rows(self.conn, self._query("visited"), {}):
             links[cid] = (prev, via)
             depths[cid] = d
             info[cid] = CheckpointInfo(cid, *head)
         self._plan_for(len(links), analyze=False)
         first: dict[str, tuple[int, str]] = {}
-        for edge, what, d, producer in self._fetch(self._query("outputs"), {"limit": max_depth}):
+        for edge, what, d, producer in _plain_rows(self.conn, self._query("outputs"), {"limit": max_depth}):
             label = f"artifact:{what}" if edge == "a" else f"claim:{what}@{producer[:CLAIM_VERSION_LEN]}"
             old = first.get(label)
             if old is None or (d, producer) < old:
@@ -1067,7 +1070,8 @@ class OversightStore:
         A task's latest ``exposure`` counts while its ``task_instance`` row
         still holds that lease (same fencing token, unexpired), or has not
         been written since the admission (coordinators write task rows in
-        batches, a few tens of milliseconds apart).
+        batches, a few tens of milliseconds apart) for less than
+        :data:`EXPOSURE_GRACE` seconds.
         """
         e, ti, r = t.event, t.task_instance, t.run
         query = (
@@ -1084,7 +1088,7 @@ class OversightStore:
             latest = {(row.run_id, row.task): row for row in conn.execute(query)}
         out = []
         for row in latest.values():
-            unwritten = row.updated_at is None or row.updated_at < row.ts
+            unwritten = (row.updated_at is None or row.updated_at < row.ts) and now - row.ts < EXPOSURE_GRACE
             leased = row.state == "leased" and row.fencing == row.data.get("fencing") \
                 and (row.lease_expiry is None or row.lease_expiry > now)
             if unwritten or leased:
