@@ -1,15 +1,29 @@
 """Run agents' work on a Dask distributed cluster.
 
 The executor only places work: the scheduling core, speculation and
-verification stay in the coordinator, exactly as with local processes. Each
-logical agent's messages become Dask tasks; a Dask worker loads the workflow
-from its file once (workers are separate processes and may be on other hosts,
-so task functions travel as a file path, not as pickled code) and runs the
-same :func:`~headwater.runtime.agent.handle` that local agents run. Artifacts
-go straight from the worker to the artifact store, so the cluster must see the
+verification stay in the coordinator, exactly as with local processes. A
+Dask worker loads the workflow from its file once (workers are separate
+processes and may be on other hosts, so task functions travel as a file
+path, not as pickled code) and runs the same
+:func:`~headwater.runtime.agent.handle` that local agents run, including the
+``then`` chains of :class:`~headwater.runtime.agent.Work`. Artifacts go
+straight from the worker to the artifact store, so the cluster must see the
 same artifact URL (a shared filesystem or an fsspec object store).
 
-A task that fails because the cluster lost its worker (not because the task
+Batching. Every Dask task costs a trip through the scheduler and, for its
+result, a fetch from the worker, which is far more than a short task. So a
+logical agent's messages travel in batches, one Dask task per batch, and how
+many an agent holds adapts to how long its work takes, as with local agent
+processes: enough for about :data:`BUFFER_SECONDS` of work, at least
+``prefetch`` and at most :data:`~headwater.runtime.executors.MAX_PREFETCH`
+messages. A batch is split into chunks of at most a quarter of that, so
+results come back (and the agent is refilled) while the rest still runs; a
+message that takes long enough travels alone, so Dask can spread such work
+over every worker. Results are fetched on the client's event loop as each
+batch finishes and handed to :meth:`DaskExecutor.poll` through a queue: the
+coordinator never waits on a round trip to the cluster.
+
+A batch that fails because the cluster lost its worker (not because a task
 raised: that is a task failure, reported as usual) is reported as a lost
 agent, and a fresh logical agent takes its place, so the core re-queues the
 work as it does when a local agent process dies.
@@ -21,31 +35,63 @@ single-threaded worker process per agent; HPC users point
 
 from __future__ import annotations
 
+import asyncio
+import math
 import queue
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from headwater.errors import OptionalDependency, RunError
-from headwater.runtime.agent import Result, VerifyWork, Work, handle
-from headwater.runtime.executors import AgentInfo, ClaimReader
+from headwater.runtime.agent import Result, VerifyWork, Work, follow_ons, handle
+from headwater.runtime.executors import MAX_PREFETCH, AgentInfo, ClaimReader
 from headwater.spec import Workflow
 from headwater.store.artifacts import ArtifactStore
 
-_LOADED: dict[tuple[str, str], Workflow] = {}
+BUFFER_SECONDS = 0.25
+"""How much work (by observed duration) one logical agent is given to hold:
+longer than for local processes, since a Dask task costs milliseconds."""
+CHUNKS = 4
+"""An agent's holding travels in at least this many Dask tasks once it is big."""
+
+_LOADED: dict[tuple[str, str, str], tuple[Workflow, ArtifactStore]] = {}
 
 
-def _run_on_worker(source: str, name: str, agent: str, msg: Work | VerifyWork, artifacts_url: str,
-                   claims: ClaimReader | None) -> Result:
-    """Executed on a Dask worker: load the workflow once per process, run the message."""
-    from headwater.spec import load_workflow
+def _run_batch(source: str, name: str, agent: str, msgs: list[Work | VerifyWork], artifacts_url: str,
+               claims: ClaimReader | None) -> list[Result]:
+    """Executed on a Dask worker: load the workflow once per process, run the messages in order.
 
-    key = (source, name)
+    A run message's ``then`` chain runs straight after it, as local agents do;
+    its results (negative tokens) come back in the same list.
+    """
+    key = (source, name, artifacts_url)
     if key not in _LOADED:
-        _LOADED[key] = load_workflow(source, name)
-    return handle(_LOADED[key], agent, msg, ArtifactStore(artifacts_url), claims)
+        from headwater.spec import load_workflow
+
+        _LOADED[key] = load_workflow(source, name), ArtifactStore(artifacts_url)
+    wf, artifacts = _LOADED[key]
+    results: list[Result] = []
+    for msg in msgs:
+        result = handle(wf, agent, msg, artifacts, claims)
+        results.append(result)
+        if isinstance(msg, Work) and msg.then:
+            results.extend(res for _, res in follow_ons(wf, agent, msg, result, artifacts, claims))
+    return results
+
+
+@dataclass(eq=False)
+class _Agent:
+    """The coordinator's view of one logical agent: messages held, and how many it may hold."""
+
+    inflight: int = 0
+    capacity: int = 2
+    avg: float | None = None
 
 
 class DaskExecutor:
-    """Executor contract (see :mod:`headwater.runtime.executors`) over Dask."""
+    """Executor contract (see :mod:`headwater.runtime.executors`) over Dask, with ``submit_many``."""
+
+    follow_ons = True  # batches run ``Work.then`` (see the agent module)
 
     def __init__(self, wf: Workflow, artifacts_url: str, roles: frozenset[str], n_agents: int,
                  claims: ClaimReader | None = None, scheduler_address: str | None = None,
@@ -61,7 +107,7 @@ class DaskExecutor:
         self.artifacts_url = artifacts_url
         self.roles = roles
         self.claims = claims
-        self.prefetch = prefetch
+        self.prefetch = max(1, prefetch)
         self._cluster = None
         if scheduler_address:
             self.client = Client(scheduler_address, set_as_default=False)
@@ -70,31 +116,52 @@ class DaskExecutor:
                                          dashboard_address=None, silence_logs=40)
             self.client = Client(self._cluster, set_as_default=False)
         self._serial = 0
+        self._prefix = uuid.uuid4().hex[:8]
         self.agents: dict[str, AgentInfo] = {}
-        self._inflight: dict[str, int] = {}
-        self._futures: dict[Any, str] = {}
-        self._done: queue.Queue = queue.Queue()  # futures, put by Dask's callback thread
+        self._state: dict[str, _Agent] = {}
+        self._futures: dict[Any, tuple[str, int]] = {}  # future -> (agent, messages in it)
+        self._done: queue.Queue = queue.Queue()  # (future, results | None), put on the client's loop
         for _ in range(max(n_agents, 1)):
             self._add_agent()
 
     def _add_agent(self) -> str:
         self._serial += 1
-        agent = f"dask-{id(self) % 10_000}-{self._serial}"
+        agent = f"dask-{self._prefix}-{self._serial}"
         self.agents[agent] = AgentInfo(agent, self.roles)
-        self._inflight[agent] = 0
+        self._state[agent] = _Agent(capacity=self.prefetch)
         return agent
 
     def free_slots(self, agent: str) -> int:
-        return self.prefetch - self._inflight.get(agent, self.prefetch)
+        state = self._state.get(agent)
+        return 0 if state is None else max(0, state.capacity - state.inflight)
+
+    def queued(self, agent: str) -> int:
+        state = self._state.get(agent)
+        return 0 if state is None else state.inflight
 
     def submit(self, agent: str, msg: Work | VerifyWork) -> None:
-        future = self.client.submit(
-            _run_on_worker, self.wf.source_file, self.wf.name, agent, msg, self.artifacts_url, self.claims,
-            pure=False, key=f"headwater-{msg.task}-{msg.attempt}-{msg.token}",
-        )
-        self._futures[future] = agent
-        self._inflight[agent] += 1
-        future.add_done_callback(self._done.put)
+        self.submit_many(agent, [msg])
+
+    def submit_many(self, agent: str, msgs: list[Work | VerifyWork]) -> None:
+        state = self._state[agent]
+        size = max(1, state.capacity // CHUNKS)
+        for start in range(0, len(msgs), size):
+            chunk = list(msgs[start:start + size])
+            future = self.client.submit(
+                _run_batch, self.wf.source_file, self.wf.name, agent, chunk, self.artifacts_url, self.claims,
+                pure=False, key=f"headwater-{chunk[0].task}-{uuid.uuid4().hex}",
+            )
+            self._futures[future] = (agent, len(chunk))
+            state.inflight += len(chunk)
+            self.client.loop.add_callback(self._fetch, future)
+
+    async def _fetch(self, future) -> None:
+        """On the client's event loop: wait for a batch and queue its results (None if it failed)."""
+        try:
+            results = await self.client.gather(future, asynchronous=True)
+        except (Exception, asyncio.CancelledError):  # lost worker or cancelled: the agent is lost
+            results = None
+        self._done.put((future, results))
 
     def poll(self, timeout: float) -> tuple[list[Result], list[str]]:
         done = []
@@ -106,24 +173,44 @@ class DaskExecutor:
             pass
         results: list[Result] = []
         lost: list[str] = []
-        for future in done:
-            agent = self._futures.pop(future, None)
-            if agent is None:
+        for future, batch in done:
+            agent, count = self._futures.pop(future, (None, 0))
+            state = self._state.get(agent)
+            if state is None:
                 continue
-            if agent in self._inflight:
-                self._inflight[agent] -= 1
-            if future.status == "finished":
-                results.append(future.result())
-            elif agent in self.agents:
+            state.inflight -= count
+            if batch is not None:
+                results.extend(batch)
+                self._observe(state, batch)
+            else:
                 lost.append(agent)
-                del self.agents[agent]
-                del self._inflight[agent]
-                self._add_agent()
+                self._drop(agent)
         return results, lost
 
+    def _observe(self, state: _Agent, batch: list[Result]) -> None:
+        for result in batch:
+            outcome = result.outcome
+            if outcome is not None and outcome.finished:
+                seconds = max(outcome.finished - outcome.started, 0.0)
+                state.avg = seconds if state.avg is None else state.avg + 0.2 * (seconds - state.avg)
+        if state.avg is not None:
+            want = BUFFER_SECONDS / max(state.avg, 1e-6)
+            state.capacity = int(min(MAX_PREFETCH, max(self.prefetch, math.ceil(want))))
+
+    def _drop(self, agent: str) -> None:
+        """Forget a lost agent (its other batches are cancelled) and add a fresh one."""
+        del self.agents[agent]
+        del self._state[agent]
+        mine = [f for f, (a, _) in self._futures.items() if a == agent]
+        for future in mine:
+            del self._futures[future]
+        if mine:
+            self.client.cancel(mine)
+        self._add_agent()
+
     def close(self) -> None:
-        for future in list(self._futures):
-            future.cancel()
+        if self._futures:
+            self.client.cancel(list(self._futures))
         self._futures.clear()
         self.client.close()
         if self._cluster is not None:
