@@ -49,13 +49,6 @@ def test_assembled_bytes_equal_build_bundle(case):
     B.load_bundle(assemble_bundle(**args))
 
 
-def test_reused_environment_text_follows_the_object_passed():
-    first, second = {"fp": "e" * 16, "hw": "x86_64"}, {"fp": "f" * 16, "cpu": "ünï"}
-    for env in (first, first, second, first, {**first}):
-        args = _args(env=env)
-        assert assemble_bundle(**args) == B.bundle_bytes(B.build_bundle(**args))
-
-
 def test_values_that_are_not_plain_json_take_build_bundles_path():
     np = pytest.importorskip("numpy")
     args = _args(intent={"claims": [{"key": "k", "value": np.float64(1.5)}]})

@@ -17,34 +17,6 @@ from typing import IO, Any
 
 
 _encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
-_text = json.encoder.encode_basestring_ascii
-_BASE = frozenset({"ts", "run", "task", "attempt", "agent", "event"})
-
-
-def _field(value: Any) -> str | None:
-    kind = type(value)
-    if kind is str:
-        return _text(value)
-    if value is None:
-        return "null"
-    if kind is int:
-        return str(value)
-    return None
-
-
-def _line(ts: float, event: str, run: str, task: str | None, attempt: int | None, agent: str | None,
-          data: dict[str, Any] | None) -> str:
-    """One event as JSON: the common fields spliced as text (a coordinator writes
-    several lines per task), the event's own fields through the encoder; any
-    other shape goes through the encoder whole, with the same result."""
-    parts = (_field(run), _field(task), _field(attempt), _field(agent), _field(event))
-    if None not in parts and ts - ts == 0 and (not data or _BASE.isdisjoint(data)):
-        head = '{"ts":%r,"run":%s,"task":%s,"attempt":%s,"agent":%s,"event":%s' % (round(ts, 6), *parts)
-        return head + "," + _encode(data)[1:] if data else head + "}"
-    record = {"ts": round(ts, 6), "run": run, "task": task, "attempt": attempt, "agent": agent, "event": event}
-    for key, value in (data or {}).items():
-        record.setdefault(key, value)
-    return _encode(record)
 
 
 class RunLog:
@@ -64,7 +36,11 @@ class RunLog:
         """Write one event as a JSON line."""
         if self._file is None and not self._stderr:
             return
-        line = _line(ts, event, run, task, attempt, agent, data) + "\n"
+        record = {"ts": round(ts, 6), "run": run, "task": task, "attempt": attempt, "agent": agent, "event": event}
+        if data:
+            for key, value in data.items():
+                record.setdefault(key, value)
+        line = _encode(record) + "\n"
         if self._file is not None:
             self._file.write(line)
         if self._stderr:

@@ -14,11 +14,11 @@ scalars) and names the field at fault for what it cannot.
 loop: it takes batches (checkpoints with task states and events, then status
 updates), signs the checkpoints and writes each batch in one transaction, in
 order, in a child process, so Ed25519, SQLite's fsync and the driver's work
-overlap with scheduling; blobs for the artifact store (heavy captures) can
-go the same way, ahead of the batches that name them. :meth:`StoreWriter.drain` waits until everything
-handed over is durable (the coordinator calls it before the run ends). A
-crash loses at most the batches not yet written, which ``resume`` runs
-again.
+overlap with scheduling; blobs for the artifact store (heavy captures) go
+the same way, ahead of the batches that name them. :meth:`StoreWriter.drain`
+waits until everything handed over is durable (the coordinator calls it
+before the run ends). A crash loses at most the batches not yet written,
+which ``resume`` runs again.
 """
 
 from __future__ import annotations
@@ -75,9 +75,7 @@ def assemble_bundle(
 
     Trusted (already plain JSON, normalised and compacted, as the coordinator
     prepares them once per run): ``env``, ``spec_diff``,
-    ``manifest["params"]`` and ``manifest["code"]``; ``env`` must also not be
-    changed after it was passed (its text is reused while the same object
-    comes back). Everything else is
+    ``manifest["params"]`` and ``manifest["code"]``. Everything else is
     checked by a fast walk; when it is not plain, or the times are not
     finite, the arguments go through ``build_bundle`` instead (which
     normalises or raises :class:`~headwater.errors.IntegrityError` naming the
@@ -124,33 +122,9 @@ def assemble_bundle(
             bundle["cache"] = {"hit": cache_hit}
         if error:
             bundle["error"] = error
-        return _splice_env(bundle, env).encode("utf-8")
+        return _encode(bundle).encode("utf-8")
     except (NotJSON, TypeError, ValueError, OverflowError, OSError):
         return B.bundle_bytes(B.build_bundle(**args))
-
-
-_env_text: tuple[Any, str] = (None, "")
-"""The last ``env`` part :func:`_splice_env` encoded, and its text."""
-
-
-def _splice_env(bundle: dict[str, Any], env: dict) -> str:
-    """``_encode(bundle)``, with the environment part encoded once per run.
-
-    The environment is the largest part of a small bundle and the same
-    object for every checkpoint of a run, so its text is kept (for the very
-    object, which must not be changed after it was passed) and put between
-    the encoded keys that sort before ``"env"`` and those after it.
-    """
-    global _env_text
-    before = {k: v for k, v in bundle.items() if k < "env"}
-    after = {k: v for k, v in bundle.items() if k > "env"}
-    if not before or not after or bundle.get("env") is not env:
-        return _encode(bundle)
-    held, text = _env_text
-    if held is not env:
-        text = _encode(env)
-        _env_text = (env, text)
-    return f'{_encode(before)[:-1]},"env":{text},{_encode(after)[1:]}'
 
 
 class StoreWriter:

@@ -60,7 +60,8 @@ _UPSERTS: dict[tuple[str, str], Any] = {}
 every column and costs more than executing it on the write path."""
 
 
-_INSERTS = {table: sa.insert(table) for table in (t.checkpoint, t.checkpoint_artifact, t.claim_value, t.asset_use, t.event)}
+_INSERTS = {table: sa.insert(table)
+            for table in (t.checkpoint, t.checkpoint_artifact, t.claim_value, t.asset_use, t.event)}
 """Plain inserts of the write path, built once (so :func:`insert_many` finds them again)."""
 
 
