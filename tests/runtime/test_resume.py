@@ -74,3 +74,18 @@ def test_resume_refuses_a_changed_workflow(tmp_path):
     with pytest.raises(RunError, match="changed since run"):
         resume_run(ws, summary.run_id)
     ws.close()
+
+
+def test_resume_refuses_a_run_served_by_the_shared_queue(tmp_path):
+    from headwater.errors import RunError
+    from headwater.runtime.shared import submit_run
+    from headwater.spec import load_workflow
+
+    wf_file = tmp_path / "chain_q.py"
+    wf_file.write_text(SLOW)
+    ws = open_workspace(tmp_path / ".headwater")
+    run_id = submit_run(ws.store, load_workflow(wf_file), {"log": str(tmp_path / "l")})
+    with pytest.raises(RunError, match="headwater coordinator --run"):
+        resume_run(ws, run_id)
+    assert ws.store.get_run(run_id).status == "running"
+    ws.close()

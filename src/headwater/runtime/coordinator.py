@@ -1072,6 +1072,9 @@ def resume_run(ws: Workspace, run_id: str, progress: ProgressFn | None = None,
     run = ws.store.get_run(run_id)
     if run.status == "succeeded":
         raise RunError(f"run {run.id} already succeeded; nothing to resume", run_id=run.id)
+    if (run.options or {}).get("executor") == "queue":
+        raise RunError(f"run {run.id} is served by the shared work queue, which survives any coordinator; "
+                       "start one with `headwater coordinator --run RUN` instead of resuming", run_id=run.id)
     if not run.source:
         raise RunError(f"run {run.id} records no workflow file to resume from", run_id=run.id)
     wf = load_workflow(run.source, run.workflow)
