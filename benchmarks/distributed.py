@@ -135,7 +135,11 @@ def measure_http(graph: str, args: argparse.Namespace) -> dict:
                      "--name", f"bench-{os.getpid()}-{i}", "--workflow", wf.source_file,
                      "--batch", str(args.batch), "--cache", str(Path(tmp) / f"agent-{i}"), "--json"],
                     stdout=subprocess.DEVNULL, stderr=log.open("w"), cwd=tmp))
-            time.sleep(args.agent_start)  # let the agents import and register before the clock starts
+            # The clock starts once every agent has loaded the workflow and registered.
+            names = [f"bench-{os.getpid()}-{i}" for i in range(args.workers)]
+            deadline = time.monotonic() + args.agent_start
+            while time.monotonic() < deadline and not all(Tokens(store).agent(n) for n in names):
+                time.sleep(0.1)
             t0 = time.perf_counter()
             run_id = submit_run(store, wf, seed=1)
             version, finished = 0, False
@@ -219,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=100, help="layers of the layered DAG")
     parser.add_argument("--workers", type=int, default=2, help="agents / Dask workers")
     parser.add_argument("--batch", type=int, default=64, help="items per HTTP claim and submission")
-    parser.add_argument("--agent-start", type=float, default=3.0, help="seconds for remote agents to start")
+    parser.add_argument("--agent-start", type=float, default=120.0,
+                        help="longest wait (seconds) for remote agents to load the workflow and register")
     parser.add_argument("--store", default=None, help="store URL (default: SQLite in each workspace)")
     parser.add_argument("--only", default=",".join(SYSTEMS), help="comma-separated systems")
     parser.add_argument("--graphs", default="fanout,layered")

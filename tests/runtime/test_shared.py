@@ -9,7 +9,17 @@ import pytest
 from headwater.checkpoint.signing import SigningKey
 from headwater.checkpoint.verify import check_checkpoint
 from headwater.runtime.agent import OutputsView
-from headwater.runtime.shared import Rejected, Submission, WorkContext, accept, execute, submit_run, work_context
+from headwater.runtime.shared import (
+    Rejected,
+    Submission,
+    WorkContext,
+    accept,
+    accept_many,
+    execute,
+    submit_run,
+    work_context,
+    work_contexts,
+)
 from headwater.store.queue import StaleLease, WorkQueue
 from tests.runtime.workflows import CHAIN
 
@@ -81,7 +91,7 @@ def test_verification_by_two_other_agents_commits(ws_any, write_wf):
     assert ws.store.get_checkpoint(ck.id).status == "provisional"
     assert step(ws, queue, wf, "v2").kind == "verify"
     assert ws.store.get_checkpoint(ck.id).status == "committed"
-    assert step(ws, queue, wf, "p").task == "report"
+    assert step(ws, queue, wf, "p", 3.0).task == "report"
     assert queue.finished(run_id)
 
 
@@ -153,3 +163,65 @@ def once(ctx):
     assert first.attempt == 1 and not ws.store.list_checkpoints(run_id)
     assert step(ws, queue, wf, "a").attempt == 2
     assert queue.finished(run_id) and ws.store.get_run(run_id).status == "succeeded"
+
+
+FAN = '''
+from headwater import Workflow
+
+wf = Workflow("fan")
+
+for i in range(4):
+    @wf.task(name=f"leaf{i}")
+    def leaf(ctx):
+        ctx.save("value", 1)
+
+@wf.task(after=[f"leaf{i}" for i in range(4)])
+def total(ctx):
+    ctx.save("total", sum(ctx.load(f"leaf{i}/value") for i in range(4)))
+'''
+
+
+def test_accept_many_applies_the_good_and_refuses_each_bad_one_alone(ws_any, write_wf):
+    ws = ws_any
+    wf = write_wf(FAN)
+    queue = WorkQueue(ws.store)
+    run_id = submit_run(ws.store, wf, now=0.0)
+    claims = queue.claim("a1", ROLES, 1.0, 30.0, limit=10)
+    assert len(claims) == 4
+    contexts = work_contexts(ws.store, claims)
+    assert [c.to_json() for c in contexts] == [work_context(ws.store, c).to_json() for c in claims]
+    subs = [execute(ctx, wf, "a1", ws.store.artifacts, ws.key) for ctx in contexts]
+    stranger = SigningKey.generate()
+    forged = Submission(**{**subs[1].__dict__, "signature": stranger.sign(subs[1].bundle)})
+    batch = [subs[0], forged, subs[2], subs[2], subs[3]]  # subs[2] twice: only the first may count
+    out = accept_many(ws.store, queue, batch, 2.0)
+    assert [o.ok for o in out] == [True, False, True, False, True]
+    assert isinstance(out[1].error, Rejected) and "signature" in out[1].error.reason
+    assert isinstance(out[3].error, StaleLease)
+    cks = {c.task: c for c in ws.store.list_checkpoints(run_id)}
+    assert set(cks) == {"leaf0", "leaf2", "leaf3"}
+    assert {out[i].checkpoint for i in (0, 2, 4)} == {c.id for c in cks.values()}
+    assert len({c.seq for c in cks.values()}) == 3 and all(c.status == "committed" for c in cks.values())
+    assert queue.scoreboard(run_id)["tasks"]["total"]["state"] == "pending"
+    assert accept(ws.store, queue, subs[1], 3.0) is not None  # the forged one's lease was kept
+    assert step(ws, queue, wf, "a2", 4.0).task == "total"
+    assert queue.finished(run_id)
+    cks = {c.task: c for c in ws.store.list_checkpoints(run_id)}
+    assert OutputsView("total", cks["total"].outputs, ws.store.artifacts).load("total") == 4
+    assert all(check_checkpoint(c.id, c.bundle, c.signature, ws.key.public_hex) == [] for c in cks.values())
+
+
+def test_accept_many_mixes_verdicts_and_results(ws_any, write_wf):
+    ws = ws_any
+    wf = write_wf(VERIFIED)
+    queue = WorkQueue(ws.store)
+    run_id = submit_run(ws.store, wf, now=0.0)
+    assert step(ws, queue, wf, "p").task == "measure"
+    assert queue.claim("p", ROLES, 1.0, 30.0) == []  # never its own work to judge
+    votes = [queue.claim(v, ROLES, 1.0, 30.0)[0] for v in ("v1", "v2")]
+    subs = [execute(work_context(ws.store, c), wf, c.holder, ws.store.artifacts, ws.key) for c in votes]
+    assert [o.ok for o in accept_many(ws.store, queue, subs, 2.0)] == [True, True]
+    (ck,) = ws.store.list_checkpoints(run_id)
+    assert ws.store.get_checkpoint(ck.id).status == "committed"
+    assert step(ws, queue, wf, "p", 3.0).task == "report"
+    assert queue.finished(run_id)

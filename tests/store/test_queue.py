@@ -277,3 +277,54 @@ def test_skip_locked_claims_never_hand_out_an_item_twice(pg_url, tmp_path):
     assert len({c.token for c in got[0] + got[1]}) == n
     second.close()
     first.close()
+
+
+def test_a_batched_claim_leases_each_item_once_with_increasing_tokens(store):
+    queue = enqueue(store, [TaskDef(f"t{i}") for i in range(5)])
+    first = queue.claim("x", ["worker"], 1.0, LEASE, limit=3)
+    second = queue.claim("y", ["worker"], 1.0, LEASE, limit=3)
+    assert (len(first), len(second)) == (3, 2)
+    tokens = [c.token for c in first + second]
+    assert tokens == sorted(tokens) and len(set(tokens)) == 5
+    assert sorted(c.task for c in first + second) == [f"t{i}" for i in range(5)]
+    assert set(states(queue).values()) == {"leased"}
+    assert queue.claim("z", ["worker"], 1.0, LEASE, limit=3) == []
+
+
+def test_lease_lookup_by_fencing_token(store):
+    queue = enqueue(store, [TaskDef("a"), TaskDef("b")])
+    claims = queue.claim("x", ["worker"], 1.0, LEASE, limit=2)
+    assert queue.leases([c.token for c in claims] + [10**9]) == {c.token: c for c in claims}
+    assert queue.lease(claims[0].token) == claims[0]
+    assert queue.lease(10**9) is None
+    queue.complete(claims[0].token, "x", 2.0)
+    done = queue.lease(claims[0].token)  # still found: whether it is current is decided on report
+    assert (done.task, done.holder, done.lease_expiry) == (claims[0].task, "x", None)
+
+
+def test_commit_many_readies_a_dependent_once_every_input_in_the_batch_is_in(store):
+    queue = enqueue(store, [TaskDef("a"), TaskDef("b"), TaskDef("c", deps=("a", "b")), TaskDef("d", deps=("c",))])
+    claims = queue.claim("x", ["worker"], 1.0, LEASE, limit=5)
+    v = queue.version("run-0001")
+    with store.transaction() as conn:
+        items, tasks = queue.lock_items(conn, [(c.token, "x") for c in claims] + [(10**9, "x")])
+        assert set(items) == {c.token for c in claims}
+        seqs = queue.commit_many_in(conn, [(items[c.token], tasks[("run-0001", c.task)], "x", None, None)
+                                           for c in claims], 2.0)
+    assert sorted(seqs.values()) == [v + 1, v + 2]  # one version (checkpoint seq) per result
+    assert queue.version("run-0001") == v + 2
+    assert states(queue) == {"a": "committed", "b": "committed", "c": "ready", "d": "pending"}
+    with pytest.raises(StaleLease, match="already completed"):
+        queue.complete(claims[0].token, "x", 3.0)
+    run_through(queue, "y", "c", 3.0)
+    run_through(queue, "y", "d", 4.0)
+    assert queue.finished("run-0001") and store.get_run("run-0001").status == "succeeded"
+
+
+def test_commit_many_refuses_tasks_that_need_verification(store):
+    queue = enqueue(store, [TaskDef("a", verify=1)])
+    (c,) = queue.claim("x", ["worker"], 1.0, LEASE)
+    with store.transaction() as conn:
+        items, tasks = queue.lock_items(conn, [(c.token, "x")])
+        with pytest.raises(ValueError, match="complete_in"):
+            queue.commit_many_in(conn, [(items[c.token], tasks[("run-0001", "a")], "x", None, None)], 2.0)

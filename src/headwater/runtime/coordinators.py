@@ -5,11 +5,13 @@ and one thread per agent, which loops: **claim** one item for its agent
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so coordinators never wait for
 one another), build its :class:`~headwater.runtime.shared.WorkContext`,
 hand it over, wait for the agent's :class:`~headwater.runtime.shared.Submission`
-and **accept** it (:func:`headwater.runtime.shared.accept`: fencing token,
-signature, bundle and artifacts checked, checkpoint and queue state written
-in one transaction). Threads let the store round trips of different agents
-overlap; the decisions are all in the store's transactions, so the threads
-share nothing but counters.
+and **accept** it (:func:`headwater.runtime.shared.accept_many`: fencing
+token, signature, bundle and artifacts checked, checkpoint and queue state
+written in one transaction). Threads let the store round trips of different
+agents overlap, and results that finish while another is being accepted are
+accepted together, in one transaction (group commit); the decisions are all
+in the store's transactions, so the threads share nothing but counters and
+that batch.
 
 The main thread keeps the rest:
 
@@ -51,7 +53,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from headwater.errors import HeadwaterError, RunError
-from headwater.runtime.shared import Rejected, Submission, WorkContext, accept, execute, work_context
+from headwater.runtime.shared import Outcome, Rejected, Submission, WorkContext, accept_many, execute, work_context
 from headwater.store.queue import Claim, StaleLease, WorkQueue
 
 DUTY_LOCK_KEY = 0x6877_6475_7479  # "hwduty": the advisory lock id of the singleton duties
@@ -166,6 +168,50 @@ def _agent_main(conn: Connection, agent: str, root: str) -> None:
         release_scratch()
 
 
+class _GroupAccept:
+    """Accepts the submissions of many agent threads together (group commit).
+
+    A thread with a result to accept queues it; if no batch is being
+    applied, it applies every queued result at once
+    (:func:`~headwater.runtime.shared.accept_many`: one transaction, a fixed
+    number of statements), otherwise it waits for the batch in flight, whose
+    applier takes its result along next time. Results that arrive while one
+    transaction runs share the next one, so the store's cost is paid per
+    batch, not per result, the more so the more agents a coordinator has.
+    """
+
+    def __init__(self, apply: Callable[[list[Submission]], list[Outcome]]) -> None:
+        self._apply = apply
+        self._cond = threading.Condition()
+        self._waiting: list[list[Any]] = []
+        self._busy = False
+
+    def accept(self, sub: Submission) -> Outcome:
+        slot: list[Any] = [sub, None]
+        with self._cond:
+            self._waiting.append(slot)
+            while self._busy and slot[1] is None:
+                self._cond.wait()
+            if slot[1] is None:
+                self._busy = True
+                batch, self._waiting = self._waiting, []
+            else:
+                batch = []
+        if batch:
+            try:
+                outcomes: Any = self._apply([b[0] for b in batch])
+            except BaseException as exc:  # every waiter of the batch sees the failure
+                outcomes = [exc] * len(batch)
+            with self._cond:
+                for b, out in zip(batch, outcomes):
+                    b[1] = out
+                self._busy = False
+                self._cond.notify_all()
+        if isinstance(slot[1], BaseException):
+            raise slot[1]
+        return slot[1]
+
+
 @dataclass
 class _Agent:
     id: str
@@ -198,6 +244,7 @@ class SharedCoordinator:
         self.stats = CoordinatorStats(self.id)
         self.agents: list[_Agent] = []
         self._cache: dict = {}
+        self._accepts = _GroupAccept(lambda subs: accept_many(self.store, self.queue, subs, time.time()))
         self._count = threading.Lock()
         self._next_reap = 0.0
         self._next_duty_try = 0.0
@@ -414,25 +461,26 @@ class SharedCoordinator:
                 self._expiry.pop(c.token, None)
 
     def _accept(self, a: _Agent, sub: Submission) -> None:
-        try:
-            ck = accept(self.store, self.queue, sub, time.time())
-        except StaleLease:
+        out = self._accepts.accept(sub)
+        if isinstance(out.error, StaleLease):
             with self._count:
                 self.stats.stale += 1
             return
-        except Rejected as exc:
+        if isinstance(out.error, Rejected):
             with self._count:
                 self.stats.rejected += 1
-            self.progress("rejected", {"agent": a.id, "reason": exc.reason})
+            self.progress("rejected", {"agent": a.id, "reason": out.error.reason})
             return
+        if out.error is not None:
+            raise out.error
         with self._count:
             if sub.kind == "verify" and sub.error is None:
                 self.stats.verdicts += 1
             elif sub.error is not None:
                 self.stats.failures += 1
-            elif ck is not None:
+            elif out.checkpoint is not None:
                 self.stats.accepted += 1
-        self.progress("accepted", {"agent": a.id, "kind": sub.kind, "checkpoint": ck})
+        self.progress("accepted", {"agent": a.id, "kind": sub.kind, "checkpoint": out.checkpoint})
 
 
 def serve(ws: Any, **options: Any) -> CoordinatorStats:

@@ -209,6 +209,17 @@ class RemoteAgent:
                 self._given[wf.name] = wf
         return self._given
 
+    def prepare(self) -> None:
+        """Load and hash the ``--workflow`` files now, before registering and claiming.
+
+        A workflow of thousands of tasks takes seconds to load and hash; done
+        lazily, that time would be spent holding the first batch's leases.
+        Registering only once ready also tells a waiting operator (or a
+        benchmark) that the agent can take work at once.
+        """
+        for wf in self._load_given().values():
+            self._workflows.setdefault(wf.spec_hash(), wf)
+
     def workflow_for(self, ctx: Any) -> Any:
         """The workflow object to run ``ctx`` with; its spec hash must be the run's."""
         if ctx.spec_hash in self._workflows:
@@ -312,6 +323,7 @@ class RemoteAgent:
     def run(self) -> AgentStats:
         start = time.monotonic()
         delay = self.options.poll_s
+        self.prepare()
         while True:
             try:
                 self.client.register(self.name, self.key.public_hex)

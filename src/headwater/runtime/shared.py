@@ -32,6 +32,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,18 +50,20 @@ from headwater.store import queries as q
 from headwater.store.queue import Claim, StaleLease, WorkQueue, retrying
 from headwater.store.records import ArtifactRecord, AssetUse, CheckpointRecord, ClaimRecord, RunRecord
 
-__all__ = ["Rejected", "StaleLease", "Submission", "WorkContext", "accept", "execute", "submit_run",
-           "work_context"]
+__all__ = ["Outcome", "Rejected", "StaleLease", "Submission", "WorkContext", "accept", "accept_many", "execute",
+           "submit_run", "work_context", "work_contexts"]
 
 
 class Rejected(HeadwaterError):
     """A submission whose bundle is forged, or does not match its claim.
 
-    ``reason`` says which check failed; nothing was written.
+    ``reason`` says which check failed; nothing was written. ``code`` names
+    the kind of refusal for an API: ``forged-bundle`` when the signature
+    does not verify, ``rejected`` otherwise.
     """
 
-    def __init__(self, reason: str, *, token: int | None = None) -> None:
-        self.reason, self.token = reason, token
+    def __init__(self, reason: str, *, token: int | None = None, code: str = "rejected") -> None:
+        self.reason, self.token, self.code = reason, token, code
         super().__init__(f"submission for lease token {token} rejected: {reason}" if token is not None else reason)
 
 
@@ -174,40 +177,98 @@ def submit_run(store: Any, wf: Any, params: dict | None = None, *, seed: int = 0
 
 
 def work_context(store: Any, claim: Claim, *, cache: dict | None = None) -> WorkContext:
-    """What an agent needs to run ``claim`` (see :class:`WorkContext`).
+    """What an agent needs to run ``claim`` (see :class:`WorkContext`); :func:`work_contexts` for one claim.
 
-    ``cache``, a dict the caller keeps, holds each run's record and spec
-    between calls: they never change, and a large run's spec is costly to
-    read for every claim.
+    Raises what building it raised: :class:`StaleLease` when a verification's
+    attempt has no checkpoint, :class:`RunError` when the run's spec lacks the task.
     """
-    many = cache is not None
+    (ctx,) = work_contexts(store, [claim], cache=cache)
+    if isinstance(ctx, HeadwaterError):
+        raise ctx
+    return ctx
+
+
+def work_contexts(store: Any, claims: Sequence[Claim], *, cache: dict | None = None
+                  ) -> list[WorkContext | HeadwaterError]:
+    """The :class:`WorkContext` of each claim, in order, read with a few queries for the whole batch.
+
+    Per run in the batch: one read of the claimed tasks' and their inputs'
+    queue rows, one of their inputs' output artifacts, and (with a cache or
+    more than one claim) one of the workflow's previous checkpoints; per
+    verification, one read of the checkpoint it judges. A claim that cannot
+    be described gets the error instead (:class:`StaleLease` when the attempt
+    to judge has no checkpoint, :class:`RunError` when the run's spec lacks
+    the task), so the caller can fail that one and hand out the others.
+
+    ``cache``, a dict the caller keeps, holds each run's record and spec and
+    the workflow's previous checkpoints between calls: the first two never
+    change, and a large run's spec is costly to read for every claim.
+    """
+    many = cache is not None or len(claims) > 1
     cache = {} if cache is None else cache
-    if claim.run_id not in cache:
-        found = store.get_run(claim.run_id)
-        cache[claim.run_id] = (found, store.get_spec(found.spec_hash))
-    run, spec = cache[claim.run_id]
-    entry = spec["tasks"].get(claim.task)
-    if entry is None:
-        raise RunError(f"run {run.id}: its spec {run.spec_hash[:12]} has no task {claim.task!r}",
-                       run_id=run.id, task=claim.task)
+    out: list[WorkContext | HeadwaterError | None] = [None] * len(claims)
+    by_run: dict[str, list[int]] = {}
+    for i, claim in enumerate(claims):
+        by_run.setdefault(claim.run_id, []).append(i)
     qt, ca, a = t.queue_task, t.checkpoint_artifact, t.artifact
-    names = list(entry["after"]) + [claim.task]
-    with store.engine.connect() as conn:
-        rows = {r.task: r for r in conn.execute(sa.select(qt.c.task, qt.c.state, qt.c.checkpoint_id, qt.c.verify)
-                                                 .where(qt.c.run_id == run.id, qt.c.task.in_(names)))}
-        upstream = {r.checkpoint_id: name for name, r in rows.items()
-                    if name != claim.task and r.state == "committed" and r.checkpoint_id is not None}
-        outs = conn.execute(
-            sa.select(ca.c.checkpoint_id, ca.c.name, a.c.sha256, a.c.media_type, a.c.size, a.c.uri)
-            .join(a, a.c.sha256 == ca.c.sha256)
-            .where(ca.c.checkpoint_id.in_(list(upstream)), ca.c.direction == "out")
-            .order_by(ca.c.checkpoint_id, ca.c.pos)).all() if upstream else []
+    for run_id, idx in by_run.items():
+        known = cache.get(run_id)
+        if known is None:
+            found = store.get_run(run_id)
+            known = cache[run_id] = (found, store.get_spec(found.spec_hash))
+        run, spec = known
+        entries = {}
+        for i in idx:
+            entry = spec["tasks"].get(claims[i].task)
+            if entry is None:
+                out[i] = RunError(f"run {run.id}: its spec {run.spec_hash[:12]} has no task {claims[i].task!r}",
+                                  run_id=run.id, task=claims[i].task)
+            else:
+                entries[i] = entry
+        names = sorted({n for i, e in entries.items() for n in [*e["after"], claims[i].task]})
+        rows: dict[str, Any] = {}
+        outs: dict[str, list[Any]] = {}
+        with store.engine.connect() as conn:
+            for chunk in q.chunks(names):
+                for r in conn.execute(sa.select(qt.c.task, qt.c.state, qt.c.checkpoint_id, qt.c.verify)
+                                      .where(qt.c.run_id == run.id, qt.c.task.in_(chunk))):
+                    rows[r.task] = r
+            committed = sorted({r.checkpoint_id for r in rows.values()
+                                if r.state == "committed" and r.checkpoint_id is not None})
+            for chunk in q.chunks(committed):
+                for o in conn.execute(
+                        sa.select(ca.c.checkpoint_id, ca.c.name, a.c.sha256, a.c.media_type, a.c.size, a.c.uri)
+                        .join(a, a.c.sha256 == ca.c.sha256)
+                        .where(ca.c.checkpoint_id.in_(chunk), ca.c.direction == "out")
+                        .order_by(ca.c.checkpoint_id, ca.c.pos)):
+                    outs.setdefault(o.checkpoint_id, []).append(o)
+        latest = cache.get(("previous", run.id)) if many else None
+        if many and latest is None:
+            latest = cache[("previous", run.id)] = store.latest_checkpoints(run.workflow, exclude_run=run.id)
+        for i, entry in entries.items():
+            try:
+                out[i] = _context(store, cache, run, claims[i], entry, rows, outs, latest)
+            except HeadwaterError as exc:
+                out[i] = exc
+    return out  # type: ignore[return-value]
+
+
+def _context(store: Any, cache: dict, run: Any, claim: Claim, entry: dict, rows: dict[str, Any],
+             outs: dict[str, list[Any]], latest: dict | None) -> WorkContext:
+    """One claim's context from the rows :func:`work_contexts` read for its run (``latest``: the
+    workflow's previous checkpoints by task, when read for the whole batch)."""
+    upstream = {}
+    for name in entry["after"]:
+        r = rows.get(name)
+        if r is not None and r.state == "committed" and r.checkpoint_id is not None:
+            upstream[r.checkpoint_id] = name
     inputs: dict[str, str] = {}
     refs: list[dict] = []
-    for o in outs:
-        ref = f"{upstream[o.checkpoint_id]}/{o.name}"
-        inputs[ref] = o.sha256
-        refs.append({"ref": ref, "sha256": o.sha256, "media_type": o.media_type, "size": o.size, "uri": o.uri})
+    for ck_id in sorted(upstream):
+        for o in outs.get(ck_id, ()):
+            ref = f"{upstream[ck_id]}/{o.name}"
+            inputs[ref] = o.sha256
+            refs.append({"ref": ref, "sha256": o.sha256, "media_type": o.media_type, "size": o.size, "uri": o.uri})
     own = rows.get(claim.task)
     outputs: list[dict] = []
     invariants: list[dict] = []
@@ -217,16 +278,16 @@ def work_context(store: Any, claim: Claim, *, cache: dict | None = None) -> Work
         ck = store.get_checkpoint(own.checkpoint_id)
         outputs = [asdict(o) for o in ck.outputs]
         invariants = list((ck.doc.get("profile") or {}).get("invariants", []))
-    if many:  # a caller serving many claims reads every task's previous checkpoint once
-        if ("previous", run.id) not in cache:
-            cache[("previous", run.id)] = store.latest_checkpoints(run.workflow, exclude_run=run.id)
-        prev = cache[("previous", run.id)].get(claim.task)
+    if latest is not None:  # a caller serving many claims reads every task's previous checkpoint once
+        prev = latest.get(claim.task)
     else:
         prev = store.latest_checkpoint(run.workflow, claim.task, exclude_run=run.id)
     previous_doc = None
     if prev is not None:
-        previous_doc = {"manifest": prev.doc.get("manifest"), "env_fp": prev.env_fp,
-                        "spec_hash": store.get_run(prev.run_id).spec_hash}
+        spec_hash = cache.get(("spec_hash", prev.run_id))
+        if spec_hash is None:
+            spec_hash = cache[("spec_hash", prev.run_id)] = store.get_run(prev.run_id).spec_hash
+        previous_doc = {"manifest": prev.doc.get("manifest"), "env_fp": prev.env_fp, "spec_hash": spec_hash}
     return WorkContext(
         claim=claim, workflow=run.workflow, spec_hash=run.spec_hash, source=run.source, params=dict(run.params),
         seed=B.derive_seed(run.seed, claim.task), inputs=inputs, upstream=sorted(upstream),
@@ -325,32 +386,86 @@ def _bundle(ctx: WorkContext, wf: Any, outcome: Any) -> bytes:
 # ------------------------------------------------------------------ accept
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one submission of a batch (:func:`accept_many`).
+
+    ``checkpoint`` is the id written for an accepted result (None for a
+    verdict or a failure); ``error`` the :class:`StaleLease` or
+    :class:`Rejected` that refused it, in which case nothing of it was written.
+    """
+
+    token: int
+    checkpoint: str | None = None
+    error: HeadwaterError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
 def accept(store: Any, queue: WorkQueue, sub: Submission, now: float, public_key: Any = None) -> str | None:
     """Check a submission and apply it; return the checkpoint id written (None for a verdict or failure).
 
-    ``public_key`` (hex, or a :class:`SigningKey`) is the key the bundle
-    must be signed with; by default the store's own key
-    (``<store root>/signing.key``). Raises :class:`StaleLease` when the
-    token is no longer current, :class:`Rejected` when the bundle is forged
-    or does not match the claim; in both cases nothing is written.
+    :func:`accept_many` for one submission, raising its refusal:
+    :class:`StaleLease` when the token is no longer current,
+    :class:`Rejected` when the bundle is forged or does not match the claim;
+    in both cases nothing is written.
     """
+    (out,) = accept_many(store, queue, [sub], now, public_key)
+    if out.error is not None:
+        raise out.error
+    return out.checkpoint
+
+
+def accept_many(store: Any, queue: WorkQueue, subs: Sequence[Submission], now: float,
+                public_key: Any = None) -> list[Outcome]:
+    """Check many submissions and apply those that pass in one transaction; one :class:`Outcome` each, in order.
+
+    ``public_key`` (hex, a :class:`SigningKey`, or a mapping from agent id
+    to either) is the key each bundle must be signed with; by default the
+    store's own key (``<store root>/signing.key``). Signatures, bundles and
+    artifacts are checked one by one before the transaction; a refused
+    submission (:class:`Rejected`, or :class:`StaleLease` for a token no
+    longer current) writes nothing and leaves the others standing.
+
+    Inside the transaction the work is set-based: every lease is locked
+    with one statement, every task row with another, and results that
+    commit at once (tasks needing no verification and choosing no branch,
+    the common case) are applied by :meth:`WorkQueue.commit_many_in` and
+    their checkpoints written by one ``executemany`` per table, so a batch
+    costs a fixed number of statements per run. Verdicts, failures and
+    results awaiting verification or choosing a branch take the
+    one-at-a-time path (:meth:`WorkQueue.complete_in`), each in a savepoint.
+    A deadlock victim is run again as a whole.
+    """
+    outcomes: dict[int, Outcome] = {}
+    checked: list[tuple[int, Submission, dict | None]] = []
+    keys: dict = {}
+    for i, sub in enumerate(subs):
+        try:
+            checked.append((i, sub, _checked_bundle(store, sub, _key_for(store, public_key, sub.agent, keys))))
+        except Rejected as exc:
+            outcomes[i] = Outcome(sub.token, error=exc)
+    if checked:
+        outcomes.update(retrying(lambda: _apply(store, queue, checked, now)))
+    return [outcomes[i] for i in range(len(subs))]
+
+
+def _checked_bundle(store: Any, sub: Submission, key_hex: Any) -> dict | None:
+    """The bundle of a run submission, once its signature and artifacts check out (None for other kinds)."""
     if sub.kind == "verify":
-        if sub.error is not None or sub.approve is None:
-            queue.fail(sub.token, sub.agent, now, sub.error or "no verdict")
-        else:
-            queue.complete(sub.token, sub.agent, now, approve=bool(sub.approve), reason=sub.reason)
         return None
     if sub.kind != "run":
         raise Rejected(f"kind must be 'run' or 'verify', got {sub.kind!r}", token=sub.token)
     if sub.error is not None:
-        queue.fail(sub.token, sub.agent, now, sub.error)
         return None
     if sub.bundle is None or not sub.signature:
         raise Rejected("a run submission needs a bundle and its signature (or an error)", token=sub.token)
-    key_hex = _public_hex(store, public_key)
     data = bytes(sub.bundle)
-    if not verify_signature(key_hex, data, sub.signature):
-        raise Rejected("the bundle's signature does not verify with the expected key", token=sub.token)
+    if not verify_signature(key_hex(), data, sub.signature):
+        raise Rejected("the bundle's signature does not verify with the expected key", token=sub.token,
+                       code="forged-bundle")
     try:
         doc = B.load_bundle(data)
     except IntegrityError as exc:
@@ -360,64 +475,140 @@ def accept(store: Any, queue: WorkQueue, sub: Submission, now: float, public_key
         raise Rejected(f"artifact(s) {', '.join(m[:12] for m in missing)} listed in the bundle are not in the "
                        "artifact store; upload them first", token=sub.token)
     listed = {(a["name"], a["sha256"]) for a in doc.get("artifacts", [])}
-    sent = {a["name"]: a for a in sub.artifacts}
     if {(a["name"], a["sha256"]) for a in sub.artifacts} != listed:
         raise Rejected("the submission's artifacts differ from the ones the bundle lists", token=sub.token)
-    ck_id = B.bundle_id(data)
-
-    def write() -> None:
-        with store.transaction() as conn:
-            item = queue.lock_item(conn, sub.token, sub.agent)
-            claimed = (item.run_id, item.task, item.attempt)
-            if (doc["run"], doc["task"], doc["attempt"]) != claimed or item.kind != "run":
-                raise Rejected(f"the bundle is for run {doc['run']} task {doc['task']!r} attempt {doc['attempt']}, "
-                               f"but the lease is for run {item.run_id} task {item.task!r} attempt {item.attempt}",
-                               token=sub.token)
-            qt = t.queue_task
-            task = conn.execute(sa.select(qt.c.verify, qt.c.branches).where(qt.c.run_id == item.run_id,
-                                                                           qt.c.task == item.task)).one()
-            status = "provisional" if task.verify else "committed"
-            if doc["status"] != status:
-                raise Rejected(f"the bundle says {doc['status']!r}, but task {item.task!r} of run {item.run_id} "
-                               f"is {status} when it finishes", token=sub.token)
-            branch = doc["manifest"].get("branch")
-            reason = None
-            if task.branches and branch not in task.branches:
-                status, reason = "failed", f"chose {branch!r}, not one of {list(task.branches)}"
-            ck = CheckpointRecord(
-                id=ck_id, run_id=doc["run"], workflow=doc["workflow"], task=doc["task"], attempt=doc["attempt"],
-                status=status, bundle=data, signature=sub.signature, key_id=sub.key_id or "",
-                parents=list(doc["parents"]),
-                prev=doc.get("prev"), cache_key=None, env_fp=doc["env"]["fp"], created_at=now, status_reason=reason,
-                inputs=_input_records(conn, doc["manifest"].get("inputs", {})),
-                outputs=[ArtifactRecord(a["sha256"], int(sent[a["name"]].get("size", 0)),
-                                        sent[a["name"]].get("media_type", "application/octet-stream"),
-                                        sent[a["name"]].get("uri") or store.artifacts.uri(a["sha256"]), a["name"])
-                         for a in doc.get("artifacts", [])],
-                claims=[ClaimRecord(c["key"], c.get("value"), c.get("uncertainty"), c.get("units"))
-                        for c in (doc.get("intent") or {}).get("claims", [])],
-                uses=[AssetUse(*ref.split(":", 1), version=v, direction="consumed")
-                      for ref, v in (doc["manifest"].get("versions") or {}).items()],
-            )
-            queue.complete_in(conn, sub.token, sub.agent, now, checkpoint_id=ck_id, branch=branch, item=item,
-                              written=status == "committed",
-                              after_close=lambda version: q.write_checkpoints(conn, [ck], [version]))
-
-    retrying(write)
-    return ck_id
+    return doc
 
 
-def _input_records(conn: sa.Connection, inputs: dict[str, str]) -> list[ArtifactRecord]:
+def _apply(store: Any, queue: WorkQueue, checked: list[tuple[int, Submission, dict | None]],
+           now: float) -> dict[int, Outcome]:
+    """The transaction of :func:`accept_many` (run again from the start when it was a deadlock victim)."""
+    out: dict[int, Outcome] = {}
+    with store.transaction() as conn:
+        items, tasks = queue.lock_items(conn, [(sub.token, sub.agent) for _, sub, _ in checked])
+        known = _known_artifacts(conn, [sha for _, _, doc in checked if doc is not None
+                                        for sha in doc["manifest"].get("inputs", {}).values()])
+        fast: list[tuple[int, Submission, Any, Any, CheckpointRecord, str | None]] = []
+        slow: list[tuple[int, Submission, Any, CheckpointRecord | None, str | None]] = []
+        used: set[int] = set()
+        for i, sub, doc in checked:
+            item = items.get(sub.token)
+            if item is None or sub.token in used:
+                out[i] = Outcome(sub.token, error=queue.stale(conn, sub.token))
+                continue
+            used.add(sub.token)
+            if doc is None:
+                slow.append((i, sub, item, None, None))
+                continue
+            task = tasks[(item.run_id, item.task)]
+            try:
+                ck, branch = _checkpoint(store, sub, doc, item, task, known, now)
+            except Rejected as exc:
+                out[i] = Outcome(sub.token, error=exc)
+                continue
+            if task.verify == 0 and not task.branches:
+                fast.append((i, sub, item, task, ck, branch))
+            else:
+                slow.append((i, sub, item, ck, branch))
+        if fast:
+            seqs = queue.commit_many_in(conn, [(item, task, sub.agent, ck.id, branch)
+                                               for _, sub, item, task, ck, branch in fast], now)
+            q.write_checkpoints(conn, [ck for *_, ck, _ in fast], [seqs[sub.token] for _, sub, *_ in fast])
+            for i, sub, *_, ck, _ in fast:
+                out[i] = Outcome(sub.token, ck.id)
+        for i, sub, item, ck, branch in slow:
+            try:
+                with conn.begin_nested():
+                    _apply_one(conn, queue, sub, item, ck, branch, now)
+            except HeadwaterError as exc:
+                out[i] = Outcome(sub.token, error=exc)
+            else:
+                out[i] = Outcome(sub.token, ck.id if ck is not None else None)
+    return out
+
+
+def _apply_one(conn: sa.Connection, queue: WorkQueue, sub: Submission, item: Any, ck: CheckpointRecord | None,
+               branch: str | None, now: float) -> None:
+    """A verdict, a failure, or a result that awaits verification or chooses a branch."""
+    if ck is not None:
+        queue.complete_in(conn, sub.token, sub.agent, now, checkpoint_id=ck.id, branch=branch, item=item,
+                          written=ck.status == "committed",
+                          after_close=lambda version: q.write_checkpoints(conn, [ck], [version]))
+    elif sub.kind == "verify" and sub.error is None and sub.approve is not None:
+        queue.complete_in(conn, sub.token, sub.agent, now, approve=bool(sub.approve), reason=sub.reason, item=item)
+    else:
+        queue.fail_in(conn, item, sub.agent, now, sub.error or "no verdict")
+
+
+def _checkpoint(store: Any, sub: Submission, doc: dict, item: Any, task: Any, known: dict[str, Any],
+                now: float) -> tuple[CheckpointRecord, str | None]:
+    """The checkpoint record of an accepted run result, and the branch it chose; Rejected if it does not fit."""
+    claimed = (item.run_id, item.task, item.attempt)
+    if (doc["run"], doc["task"], doc["attempt"]) != claimed or item.kind != "run":
+        raise Rejected(f"the bundle is for run {doc['run']} task {doc['task']!r} attempt {doc['attempt']}, "
+                       f"but the lease is for run {item.run_id} task {item.task!r} attempt {item.attempt}",
+                       token=sub.token)
+    status = "provisional" if task.verify else "committed"
+    if doc["status"] != status:
+        raise Rejected(f"the bundle says {doc['status']!r}, but task {item.task!r} of run {item.run_id} "
+                       f"is {status} when it finishes", token=sub.token)
+    branch = doc["manifest"].get("branch")
+    reason = None
+    if task.branches and branch not in task.branches:
+        status, reason = "failed", f"chose {branch!r}, not one of {list(task.branches)}"
+    sent = {a["name"]: a for a in sub.artifacts}
+    ck = CheckpointRecord(
+        id=B.bundle_id(bytes(sub.bundle or b"")), run_id=doc["run"], workflow=doc["workflow"], task=doc["task"],
+        attempt=doc["attempt"], status=status, bundle=bytes(sub.bundle or b""), signature=sub.signature or "",
+        key_id=sub.key_id or "", parents=list(doc["parents"]), prev=doc.get("prev"), cache_key=None,
+        env_fp=doc["env"]["fp"], created_at=now, status_reason=reason,
+        inputs=_input_records(known, doc["manifest"].get("inputs", {}), sub.token),
+        outputs=[ArtifactRecord(a["sha256"], int(sent[a["name"]].get("size", 0)),
+                                sent[a["name"]].get("media_type", "application/octet-stream"),
+                                sent[a["name"]].get("uri") or store.artifacts.uri(a["sha256"]), a["name"])
+                 for a in doc.get("artifacts", [])],
+        claims=[ClaimRecord(c["key"], c.get("value"), c.get("uncertainty"), c.get("units"))
+                for c in (doc.get("intent") or {}).get("claims", [])],
+        uses=[AssetUse(*ref.split(":", 1), version=v, direction="consumed")
+              for ref, v in (doc["manifest"].get("versions") or {}).items()],
+    )
+    return ck, branch
+
+
+def _known_artifacts(conn: sa.Connection, shas: Sequence[str]) -> dict[str, Any]:
+    """The artifact rows of these hashes that the store has, by hash."""
     a = t.artifact
-    shas = sorted(set(inputs.values()))
-    known = {r.sha256: r for r in conn.execute(sa.select(a).where(a.c.sha256.in_(shas)))} if shas else {}
+    known: dict[str, Any] = {}
+    for chunk in q.chunks(sorted(set(shas))):
+        known.update((r.sha256, r) for r in conn.execute(sa.select(a).where(a.c.sha256.in_(chunk))))
+    return known
+
+
+def _input_records(known: dict[str, Any], inputs: dict[str, str], token: int) -> list[ArtifactRecord]:
     out = []
     for ref, sha in sorted(inputs.items()):
         row = known.get(sha)
         if row is None:
-            raise Rejected(f"input {ref!r} ({sha[:12]}) is not a known artifact of the store")
+            raise Rejected(f"input {ref!r} ({sha[:12]}) is not a known artifact of the store", token=token)
         out.append(ArtifactRecord(sha, row.size, row.media_type, row.uri, name=ref))
     return out
+
+
+def _key_for(store: Any, public_key: Any, agent: str, memo: dict) -> Callable[[], str]:
+    """The public key (hex) ``agent``'s bundles must verify with, looked up only when needed (once per batch)."""
+    if isinstance(public_key, Mapping):
+        if public_key.get(agent) is None:
+            def unknown() -> str:
+                raise Rejected(f"agent {agent} has no registered key; register it before submitting")
+            return unknown
+        public_key = public_key[agent]
+
+    def key() -> str:
+        if id(public_key) not in memo:
+            memo[id(public_key)] = _public_hex(store, public_key)
+        return memo[id(public_key)]
+
+    return key
 
 
 def _public_hex(store: Any, public_key: Any) -> str:

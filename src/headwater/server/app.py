@@ -29,12 +29,10 @@ import binascii
 import hashlib
 import time
 from collections.abc import Callable
-from collections.abc import Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any, Optional
 
-import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -42,7 +40,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from headwater.checkpoint.signing import verify_signature
 from headwater.errors import HeadwaterError, IntegrityError, NotFound, SpecError, StoreError
 from headwater.server import models as m
 from headwater.server.auth import (
@@ -55,7 +52,6 @@ from headwater.server.auth import (
     own_agent,
 )
 from headwater.store import Store, open_store
-from headwater.store import schema as t
 from headwater.store.tokens import TokenError, TokenRecord, Tokens
 
 API_VERSION = "v1"
@@ -216,35 +212,10 @@ class _ImmutableReads:
         return found
 
 
-class _OneTransaction:
-    """The store with every ``transaction()`` a savepoint of one open transaction.
-
-    A batch of submissions is accepted in one database transaction: one
-    commit (one fsync on SQLite) per request rather than per result, which is
-    most of what a result costs. Each result still gets its own savepoint, so
-    one refused result rolls back alone and the others stand.
-    """
-
-    def __init__(self, store: Store, conn: sa.Connection) -> None:
-        self._store, self._conn = store, conn
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    @contextmanager
-    def transaction(self) -> Iterator[sa.Connection]:
-        with self._conn.begin_nested():
-            yield self._conn
-
-
-def _leases_of(store: Store, tokens: list[int]) -> dict[int, Any]:
-    """The queue items holding these fencing tokens (run, task, attempt, kind, role, producer), by token."""
-    qi = t.queue_item
-    with store._read() as conn:
-        rows = conn.execute(sa.select(qi.c.token, qi.c.run_id, qi.c.task, qi.c.attempt, qi.c.kind, qi.c.role,
-                                      qi.c.producer)
-                            .where(qi.c.token.in_(list(set(tokens))))).all()
-    return {row.token: row for row in rows}
+def _forged(token: int, agent: str, key_id: str) -> m.SubmitResult:
+    return m.SubmitResult(token=token, ok=False, error="forged-bundle",
+                          detail=f"the bundle for fencing token {token} is not signed by agent {agent}'s "
+                          f"registered key {key_id}; re-register the key")
 
 
 def _run_json(run: Any) -> dict:
@@ -289,6 +260,14 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
     metrics = Metrics()
     tokens, queue = Tokens(the_store), WorkQueue(the_store)
     contexts = _ImmutableReads(the_store)
+    previous: dict = {}
+
+    def context_cache() -> dict:
+        """What :func:`~headwater.runtime.shared.work_contexts` keeps between batches (runs, specs,
+        each run's previous checkpoints), emptied once it holds many runs."""
+        if len(previous) > 512:
+            previous.clear()
+        return previous
     last_reap = [float("-inf")]
     app.state.store, app.state.tokens, app.state.queue, app.state.metrics = the_store, tokens, queue, metrics
     app.state.clock = clock
@@ -352,7 +331,7 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
             # process runs beside the server.
             last_reap[0] = now
             queue.reap(now)
-        items = []
+        claims = []
         for c in queue.claim(body.agent, roles, now, body.lease_s, limit=body.limit, runs=runs):
             if c.kind == "verify" and c.producer is not None:
                 owner = tokens.agent(c.producer)
@@ -361,15 +340,16 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
                     # it at once, which offers the item to other agents.
                     queue.fail(c.token, body.agent, now, f"declined: token {token.id} produced this attempt")
                     continue
-            try:
-                context = shared.work_context(contexts, c)
-            except shared.StaleLease:
+            claims.append(c)
+        items = []
+        for c, context in zip(claims, shared.work_contexts(contexts, claims, cache=context_cache())):
+            if isinstance(context, shared.StaleLease):
                 continue
-            except HeadwaterError as exc:
+            if isinstance(context, HeadwaterError):
                 # An item that cannot be described cannot be run: report it
                 # failed (the queue retries or declines it) rather than fail
                 # the whole batch and leave its other items leased.
-                queue.fail(c.token, body.agent, now, f"server could not build the work context: {exc}")
+                queue.fail(c.token, body.agent, now, f"server could not build the work context: {context}")
                 metrics.rejections.labels("no-context").inc()
                 continue
             metrics.claims.labels(c.kind).inc()
@@ -387,7 +367,7 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
         # Authorise the whole batch before accepting any of it; an item whose
         # lease is gone is only that item's problem (409 in its result).
         keys = {}
-        leases = _leases_of(the_store, [item.token for item in items])
+        leases = queue.leases([item.token for item in items])
         for item in items:
             keys[item.agent] = keys.get(item.agent) or own_agent(tokens, token, item.agent)
             lease = leases.get(item.token)
@@ -400,14 +380,43 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
                                f"not {item.kind}")
             if item.kind == "verify":
                 check_not_self_verification(tokens, token, lease, item.agent)
+        outcomes: list[m.SubmitResult | None] = []
+        subs, at = [], []
+        for item in items:
+            refused, bundle = (_check_submission(item, keys[item.agent]) if item.token in leases else (
+                m.SubmitResult(token=item.token, ok=False, error="stale-lease",
+                               detail=f"no current lease with fencing token {item.token}; claim again"), None))
+            outcomes.append(refused)
+            if refused is None:
+                at.append(len(outcomes) - 1)
+                # Artifacts are addressed by the server's store, whatever URI the agent's cache gave them.
+                subs.append(shared.Submission(
+                    token=item.token, agent=item.agent, kind=item.kind, bundle=bundle,
+                    signature=item.signature, key_id=item.key_id,
+                    artifacts=[{**a, "uri": the_store.artifacts.uri(str(a.get("sha256")))} for a in item.artifacts],
+                    approve=item.approve, reason=item.reason, error=item.error))
+        if subs:
+            try:
+                accepted = shared.accept_many(the_store, queue, subs, clock(),
+                                              public_key={agent: key.public_hex for agent, key in keys.items()})
+            except HeadwaterError as exc:
+                # The store could not apply the batch (a deadlock victim once
+                # too often, or a dropped connection): nothing of it was
+                # written and every lease still stands, so it can be sent again.
+                accepted = [shared.Outcome(sub.token, error=exc) for sub in subs]
+                busy = f"the store could not apply this result ({exc}); submit it again"
+                for i, sub in zip(at, subs):
+                    outcomes[i] = m.SubmitResult(token=sub.token, ok=False, error="store-busy", detail=busy)
+            else:
+                for i, done, sub in zip(at, accepted, subs):
+                    if done.ok:
+                        outcomes[i] = m.SubmitResult(token=done.token, ok=True, checkpoint=done.checkpoint)
+                    elif getattr(done.error, "code", None) == "forged-bundle":
+                        outcomes[i] = _forged(done.token, sub.agent, keys[sub.agent].key_id)
+                    else:
+                        outcomes[i] = m.SubmitResult(token=done.token, ok=False, detail=str(done.error),
+                                                     error=_domain_status(done.error)[1])
         results, failure = [], None
-        with the_store.transaction() as conn:
-            batch = _OneTransaction(the_store, conn)
-            batch_queue = WorkQueue(batch)
-            outcomes = [_accept_one(item, keys[item.agent], batch, batch_queue) if item.token in leases else
-                        m.SubmitResult(token=item.token, ok=False, error="stale-lease",
-                                       detail=f"no current lease with fencing token {item.token}; claim again")
-                        for item in items]
         for item, result in zip(items, outcomes):
             if result.ok:
                 metrics.submissions.labels(item.kind).inc()
@@ -421,36 +430,22 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
         status = {"stale-lease": 409, "store-busy": 503}.get(failure.error or "", 422)
         return _error(status, failure.error or "rejected", failure.detail or "", **payload)
 
-    def _accept_one(item: m.SubmissionIn, key: Any, batch: Any, batch_queue: Any) -> m.SubmitResult:
+    def _check_submission(item: m.SubmissionIn, key: Any) -> tuple[m.SubmitResult | None, bytes | None]:
+        """The refusal of one item the store need not see (undecodable, signed by another key than the
+        agent's, artifacts missing), or None, and its bundle's bytes. The signature itself is checked
+        by :func:`~headwater.runtime.shared.accept_many`, with the agent's registered key."""
         try:
             bundle = _decode_bundle(item)
         except ApiError as exc:
-            return m.SubmitResult(token=item.token, ok=False, error=exc.code, detail=str(exc.detail))
-        if bundle is not None:
-            if item.key_id != key.key_id or not verify_signature(key.public_hex, bundle, item.signature or ""):
-                return m.SubmitResult(token=item.token, ok=False, error="forged-bundle",
-                                      detail=f"the bundle for fencing token {item.token} is not signed by "
-                                      f"agent {item.agent}'s registered key {key.key_id}; re-register the key")
+            return m.SubmitResult(token=item.token, ok=False, error=exc.code, detail=str(exc.detail)), None
+        if bundle is not None and item.key_id != key.key_id:
+            return _forged(item.token, item.agent, key.key_id), None
         missing = [a.get("sha256") for a in item.artifacts if not the_store.artifacts.exists(str(a.get("sha256")))]
         if missing:
             return m.SubmitResult(token=item.token, ok=False, error="missing-artifact",
-                                  detail=f"upload artifact {missing[0]} (PUT /v1/artifacts/SHA256) before submitting")
-        # Artifacts are addressed by the server's store, whatever URI the agent's cache gave them.
-        artifacts = [{**a, "uri": the_store.artifacts.uri(str(a.get("sha256")))} for a in item.artifacts]
-        sub = shared.Submission(token=item.token, agent=item.agent, kind=item.kind, bundle=bundle,
-                                signature=item.signature, key_id=item.key_id, artifacts=artifacts,
-                                approve=item.approve, reason=item.reason, error=item.error)
-        try:
-            checkpoint = shared.accept(batch, batch_queue, sub, clock(), public_key=key.public_hex)
-        except HeadwaterError as exc:
-            _, code = _domain_status(exc)
-            return m.SubmitResult(token=item.token, ok=False, error=code, detail=str(exc))
-        except sa.exc.DBAPIError as exc:
-            # A deadlock victim or a dropped connection: this item's savepoint
-            # is rolled back and its lease still stands, so it can be sent again.
-            return m.SubmitResult(token=item.token, ok=False, error="store-busy",
-                                  detail=f"the store could not apply this result ({exc.orig}); submit it again")
-        return m.SubmitResult(token=item.token, ok=True, checkpoint=checkpoint)
+                                  detail=f"upload artifact {missing[0]} (PUT /v1/artifacts/SHA256) before "
+                                  "submitting"), None
+        return None, bundle
 
     @app.post("/v1/submissions", response_model=m.SubmitOut, tags=["agents"], responses=_ERRORS)
     def submit(body: m.SubmitIn, token: TokenRecord = Depends(current_token)) -> JSONResponse:

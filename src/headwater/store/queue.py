@@ -34,10 +34,14 @@ result locks its item, then the task rows it changes (the task's own row
 first, which serialises verdicts on one attempt), then bumps the run's
 ``queue_run`` version, and last, if that finished the run, the ``run`` row:
 one lock order for every transaction, so no deadlocks, and the one
-run-wide lock is held only for the statements just before the commit. The
-version bump and, on PostgreSQL, the ``NOTIFY`` that wakes waiters are part
-of the same transaction, so a waiter never sees a notification before the
-change. A checkpoint written with a result gets that version as its
+run-wide lock is held only for the statements just before the commit. A
+batch of results (:meth:`WorkQueue.lock_items`, :meth:`WorkQueue.commit_many_in`)
+takes the same order: its items in id order, then their task rows in task
+order, then dependents and the version bump; two batches that reach shared
+dependents in different orders can still deadlock, and the loser is run again
+(:func:`retrying`). The version bump and, on PostgreSQL, the ``NOTIFY``
+that wakes waiters are part of the same transaction, so a waiter never sees
+a notification before the change. A checkpoint written with a result gets that version as its
 ``seq`` (increasing in write order, with gaps where a version counted a
 verdict or a reap).
 
@@ -71,6 +75,7 @@ from headwater.schedule import State, TaskDef
 from headwater.schedule import core as _core
 from headwater.schedule.graph import compile_graph
 from headwater.store import schema as t
+from headwater.store.queries import chunks as _chunks
 
 CHANNEL = "headwater_queue"
 """The PostgreSQL ``NOTIFY`` channel; payload ``"<run_id>:<version>"``."""
@@ -249,27 +254,56 @@ class WorkQueue:
         if runs is not None:
             query = query.where(qi.c.run_id.in_(list(runs)))
         expiry = now + lease_s
-        out: list[Claim] = []
         with self.store.transaction() as conn:
             seen: set[tuple[str, str, int]] = set()
+            chosen = []
             for row in conn.execute(query).all():
-                if len(out) >= limit:
+                if len(chosen) >= limit:
                     break
                 if row.kind == "verify":
                     key = (row.run_id, row.task, row.attempt)
                     if key in seen:
                         continue
                     seen.add(key)
-                token = conn.execute(sa.insert(t.queue_lease).values(
-                    item_id=row.id, holder=holder, granted_at=now).returning(t.queue_lease.c.token)).scalar_one()
-                conn.execute(sa.update(qi).where(qi.c.id == row.id).values(
-                    state=LEASED, token=token, holder=holder, lease_expiry=expiry, updated_at=now))
-                out.append(Claim(token, row.run_id, row.task, row.attempt, row.kind, row.role, holder, expiry,
-                                 row.producer))
-            for c in out:
-                if c.kind == "run":
-                    _set_task(conn, c.run_id, c.task, now, state=_LEASED_T)
+                chosen.append(row)
+            if not chosen:
+                return []
+            # One statement per table for the whole batch: the leases (their
+            # ids are the fencing tokens), the items, the tasks now running.
+            tokens = conn.execute(
+                sa.insert(t.queue_lease).returning(t.queue_lease.c.token, sort_by_parameter_order=True),
+                [{"item_id": row.id, "holder": holder, "granted_at": now} for row in chosen]).scalars().all()
+            conn.execute(_LEASE_ITEM, [{"b_id": row.id, "b_token": token, "b_holder": holder, "b_expiry": expiry,
+                                        "b_now": now} for row, token in zip(chosen, tokens)])
+            running: dict[str, list[str]] = {}
+            for row in chosen:
+                if row.kind == "run":
+                    running.setdefault(row.run_id, []).append(row.task)
+            for run_id, names in running.items():
+                _set_tasks(conn, run_id, names, now, state=_LEASED_T)
+        return [Claim(token, row.run_id, row.task, row.attempt, row.kind, row.role, holder, expiry, row.producer)
+                for row, token in zip(chosen, tokens)]
+
+    def leases(self, tokens: Sequence[int]) -> dict[int, Claim]:
+        """The items these fencing tokens were granted on, by token (tokens never granted are left out).
+
+        ``holder`` and ``lease_expiry`` are the item's now: an item already
+        completed or reaped is still found under its last token, so whether a
+        report is current is decided only when it is applied (:class:`StaleLease`).
+        """
+        qi = t.queue_item
+        wanted = sorted({int(x) for x in tokens})
+        out: dict[int, Claim] = {}
+        with self._read() as conn:
+            for chunk in _chunks(wanted):
+                for row in conn.execute(sa.select(qi).where(qi.c.token.in_(chunk))):
+                    out[row.token] = Claim(row.token, row.run_id, row.task, row.attempt, row.kind, row.role,
+                                           row.holder, row.lease_expiry, row.producer)
         return out
+
+    def lease(self, token: int) -> Claim | None:
+        """The item fencing token ``token`` was granted on (see :meth:`leases`), or None."""
+        return self.leases([token]).get(int(token))
 
     def renew(self, token: int, holder: str, now: float, lease_s: float) -> float:
         """Extend a lease ``holder`` still holds; returns the new expiry."""
@@ -279,7 +313,7 @@ class WorkQueue:
             done = conn.execute(sa.update(qi).where(qi.c.token == token, qi.c.holder == holder, qi.c.state == LEASED)
                                 .values(lease_expiry=expiry, updated_at=now))
             if done.rowcount != 1:
-                raise self._stale(conn, token)
+                raise self.stale(conn, token)
         return expiry
 
     # ------------------------------------------------------------ results
@@ -336,29 +370,116 @@ class WorkQueue:
 
         def run() -> None:
             with self.store.transaction() as conn:
-                item = self.lock_item(conn, token, holder)
-                ev = _Events(conn, item.run_id, now)
-                if item.kind == "verify":
-                    conn.execute(sa.insert(t.queue_verdict), {
-                        "run_id": item.run_id, "task": item.task, "attempt": item.attempt, "verifier": holder,
-                        "approve": None, "reason": error, "token": token, "created_at": now})
-                    _release(conn, item.id, now)
-                else:
-                    _done(conn, item, now)
-                    ev.failed(item.task, item.attempt, error)
-                ev.close()
+                self.fail_in(conn, self.lock_item(conn, token, holder), holder, now, error)
 
         retrying(run)
+
+    def fail_in(self, conn: sa.Connection, item: Any, holder: str, now: float, error: str) -> None:
+        """:meth:`fail` inside the caller's transaction, for the ``item`` it locked."""
+        ev = _Events(conn, item.run_id, now)
+        if item.kind == "verify":
+            conn.execute(sa.insert(t.queue_verdict), {
+                "run_id": item.run_id, "task": item.task, "attempt": item.attempt, "verifier": holder,
+                "approve": None, "reason": error, "token": item.token, "created_at": now})
+            _release(conn, item.id, now)
+        else:
+            _done(conn, item, now)
+            ev.failed(item.task, item.attempt, error)
+        ev.close()
+
+    def lock_items(self, conn: sa.Connection, reports: Sequence[tuple[int, str]]
+                   ) -> tuple[dict[int, Any], dict[tuple[str, str], Any]]:
+        """Lock the items of many reports ``(token, holder)`` at once, then their tasks' rows.
+
+        Returns the items still leased to their reporter, by token, and the
+        ``queue_task`` rows of those items, by ``(run_id, task)``. A token
+        missing from the first is stale (:meth:`stale` says why). Rows are
+        locked in id, then (run, task) order, the order every result takes.
+        """
+        qi, qt = t.queue_item, t.queue_task
+        holders = {int(token): holder for token, holder in reports}
+        items: dict[int, Any] = {}
+        for chunk in _chunks(sorted(holders)):
+            for row in conn.execute(sa.select(qi).where(qi.c.token.in_(chunk)).order_by(qi.c.id).with_for_update()):
+                if row.state == LEASED and row.holder == holders[row.token]:
+                    items[row.token] = row
+        names: dict[str, set[str]] = {}
+        for row in items.values():
+            names.setdefault(row.run_id, set()).add(row.task)
+        tasks: dict[tuple[str, str], Any] = {}
+        for run_id in sorted(names):
+            for chunk in _chunks(sorted(names[run_id])):
+                for row in conn.execute(sa.select(qt).where(qt.c.run_id == run_id, qt.c.task.in_(chunk))
+                                        .order_by(qt.c.task).with_for_update()):
+                    tasks[(run_id, row.task)] = row
+        return items, tasks
+
+    def commit_many_in(self, conn: sa.Connection, results: Sequence[tuple[Any, Any, str, str, str | None]],
+                       now: float) -> dict[int, int]:
+        """Commit many finished run items at once, inside the caller's transaction; return token -> version.
+
+        Each result is ``(item, task, holder, checkpoint_id, decision)``, with
+        ``item`` and ``task`` locked by :meth:`lock_items`; each task must need
+        no verification and have no branches (anything else goes through
+        :meth:`complete_in`). Their checkpoints are written by the caller as
+        committed, each with its returned version as its ``seq``. Per run,
+        a fixed number of statements whatever the batch size: the items done,
+        the tasks committed, their dependents' counts of inputs still
+        waiting, the newly ready ones and their items, and one version bump
+        (with its ``NOTIFY``) covering every result.
+        """
+        qi, qt = t.queue_item, t.queue_task
+        by_run: dict[str, list[tuple[Any, Any, str, str, str | None]]] = {}
+        for r in results:
+            if r[1].verify > 0 or r[1].branches:
+                raise ValueError(f"task {r[1].task!r} of run {r[1].run_id} needs verification or chooses a branch; "
+                                 "complete it with complete_in")
+            by_run.setdefault(r[0].run_id, []).append(r)
+        versions: dict[int, int] = {}
+        for run_id in sorted(by_run):
+            batch = by_run[run_id]
+            for chunk in _chunks([item.id for item, *_ in batch]):
+                conn.execute(sa.update(qi).where(qi.c.id.in_(chunk))
+                             .values(state=DONE, lease_expiry=None, updated_at=now))
+            conn.execute(_COMMIT_TASK, [{"b_run": run_id, "b_task": item.task, "b_producer": holder,
+                                         "b_checkpoint": ck, "b_decision": decision, "b_now": now}
+                                        for item, _, holder, ck, decision in batch])
+            ev = _Events(conn, run_id, now)
+            ev.final += len(batch)
+            inputs: dict[str, int] = {}
+            for _, task, *_ in batch:
+                for name in task.dependents:
+                    inputs[name] = inputs.get(name, 0) + 1
+            ready = []
+            for chunk in _chunks(sorted(inputs)):
+                resolved = sa.case({name: inputs[name] for name in chunk}, value=qt.c.task, else_=0)
+                for child in conn.execute(
+                        sa.update(qt).where(qt.c.run_id == run_id, qt.c.task.in_(chunk), qt.c.state == _PENDING)
+                        .values(waiting=qt.c.waiting - resolved, updated_at=now).returning(*qt.c)).all():
+                    if child.waiting > 0:
+                        continue
+                    if child.deps and child.skipped_inputs >= len(child.deps):
+                        ev._skip(child, "every input was skipped")
+                    else:
+                        ready.append(child)
+            if ready:
+                _set_tasks(conn, run_id, [c.task for c in ready], now, state=_READY_T)
+                conn.execute(sa.insert(t.queue_item), [_run_item(run_id, c.task, c.attempt, c.role, c.priority,
+                                                                 now, now) for c in ready])
+            version = ev.close(by=len(batch))
+            for i, (item, *_) in enumerate(batch):
+                versions[item.token] = version - len(batch) + 1 + i
+        return versions
 
     def lock_item(self, conn: sa.Connection, token: int, holder: str) -> Any:
         """Lock the leased item ``token`` held by ``holder`` and return its row; raise StaleLease if it is not."""
         qi = t.queue_item
         item = conn.execute(sa.select(qi).where(qi.c.token == token).with_for_update()).first()
         if item is None or item.state != LEASED or item.holder != holder:
-            raise self._stale(conn, token)
+            raise self.stale(conn, token)
         return item
 
-    def _stale(self, conn: sa.Connection, token: int) -> StaleLease:
+    def stale(self, conn: sa.Connection, token: int) -> StaleLease:
         qi, ql = t.queue_item, t.queue_lease
         row = conn.execute(sa.select(qi.c.run_id, qi.c.task, qi.c.state, qi.c.holder)
                            .where(qi.c.token == token)).first()
@@ -576,6 +697,24 @@ def _release(conn: sa.Connection, item_id: int, now: float) -> None:
         state=READY, token=None, holder=None, lease_expiry=None, updated_at=now))
 
 
+_LEASE_ITEM = sa.update(t.queue_item).where(t.queue_item.c.id == sa.bindparam("b_id")).values(
+    state=LEASED, token=sa.bindparam("b_token"), holder=sa.bindparam("b_holder"),
+    lease_expiry=sa.bindparam("b_expiry"), updated_at=sa.bindparam("b_now"))
+"""One claimed item leased (executed for a whole batch at once)."""
+
+_COMMIT_TASK = sa.update(t.queue_task).where(
+    t.queue_task.c.run_id == sa.bindparam("b_run"), t.queue_task.c.task == sa.bindparam("b_task")).values(
+    state=_COMMITTED, error=None, producer=sa.bindparam("b_producer"), checkpoint_id=sa.bindparam("b_checkpoint"),
+    decision=sa.bindparam("b_decision"), updated_at=sa.bindparam("b_now"))
+"""One task committed with its result (executed for a whole batch at once)."""
+
+
+def _set_tasks(conn: sa.Connection, run_id: str, tasks: Sequence[str], now: float, **values: Any) -> None:
+    qt = t.queue_task
+    for chunk in _chunks(list(tasks)):
+        conn.execute(sa.update(qt).where(qt.c.run_id == run_id, qt.c.task.in_(chunk)).values(updated_at=now, **values))
+
+
 def _set_task(conn: sa.Connection, run_id: str, task: str, now: float, **values: Any) -> None:
     qt = t.queue_task
     conn.execute(sa.update(qt).where(qt.c.run_id == run_id, qt.c.task == task).values(updated_at=now, **values))
@@ -673,10 +812,11 @@ class _Events:
         delay = _core.backoff_delay(_Backoff(tuple(self.options.get("backoff", DEFAULT_BACKOFF))), failures)
         self._requeue(rec, failures=failures, not_before=self.now + delay, error=error)
 
-    def close(self) -> int:
-        """Bump the run's version (locking its ``queue_run`` row until the commit); return the new version."""
+    def close(self, by: int = 1) -> int:
+        """Bump the run's version by ``by`` (locking its ``queue_run`` row until the commit); return the new
+        version. ``by`` > 1 makes room for one ``seq`` per checkpoint of a batch."""
         qr = t.queue_run
-        values: dict[str, Any] = {"version": qr.c.version + 1, "updated_at": self.now}
+        values: dict[str, Any] = {"version": qr.c.version + by, "updated_at": self.now}
         if self.final:
             values["final"] = qr.c.final + self.final
         returning = [qr.c.version, qr.c.final, qr.c.total]
