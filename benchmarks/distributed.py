@@ -9,8 +9,9 @@ per task, durably stored; plain Dask records nothing.
 Systems, each with the same number of workers:
 
 * ``local``: headwater's local agent processes (``headwater run``);
-* ``dask``: headwater's Dask executor on a ``LocalCluster``
-  (``headwater run --executor dask``);
+* ``dask``: headwater's Dask executor on a ``LocalCluster`` started before
+  the clock, as plain Dask's is (``headwater run --executor dask
+  --scheduler-address ...``);
 * ``http``: remote agents over HTTP: ``headwater serve`` and W
   ``headwater agent`` processes (batched claims and submissions, persistent
   connections), the run submitted to the shared queue; timed from submission
@@ -33,6 +34,7 @@ SQLite store, or on ``--store URL`` (PostgreSQL) when given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -79,12 +81,21 @@ def measure_executor(graph: str, executor: str, args: argparse.Namespace) -> dic
     """headwater's own runtime with local processes or the Dask executor."""
     from headwater.runtime import RunOptions, open_workspace, run_workflow
 
-    with tempfile.TemporaryDirectory(prefix="hw-dist-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hw-dist-") as tmp, contextlib.ExitStack() as stack:
         ws = open_workspace(Path(tmp) / ".headwater", args.store)
         wf = _workflow(Path(tmp), graph, args)
+        address = None
+        if executor == "dask":
+            # The cluster is started before the clock, as for plain Dask; loading
+            # headwater and the workflow on the workers stays inside it.
+            from distributed import LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(n_workers=args.workers, threads_per_worker=1,
+                                                       processes=True, dashboard_address=None))
+            address = cluster.scheduler_address
         t0 = time.perf_counter()
         summary = run_workflow(ws, wf, {}, RunOptions(workers=args.workers, seed=1, no_cache=True,
-                                                      executor=executor))
+                                                      executor=executor, scheduler_address=address))
         seconds = time.perf_counter() - t0
         n = _committed(ws.store, summary.run_id)
         ws.close()
