@@ -9,10 +9,13 @@ core (:func:`headwater.oversight.transition`) returned, checking that no
 one changed the status in between (compare-and-set), together with the
 audit records, in one transaction.
 
-Blast radius. :class:`DatabaseWalk` walks the lineage graph inside the
-database (a temporary table of visited checkpoints, one ``INSERT ...
-SELECT`` per hop), so that Python reads the radius once, at the end; it
-is what :meth:`OversightStore.blast_radius` uses. :class:`StoreEdges`
+Blast radius. :class:`IndexWalk`, what :meth:`OversightStore.blast_radius`
+uses, walks the lineage index (:class:`LineageIndex`: checkpoints as
+integer nodes, their followers as integer edges, derived from the tables
+below and caught up by every query before it walks) inside the database.
+:class:`DatabaseWalk` walks the store's own tables the same way (a
+temporary table of visited checkpoints, one ``INSERT ... SELECT`` per
+hop), so that Python reads the radius once, at the end. :class:`StoreEdges`
 implements the pure core's :class:`~headwater.oversight.EdgeSource` for
 the reference walk (``walk="hops"``) with one statement per hop of
 the breadth-first walk, over the whole frontier, bound as one
@@ -37,6 +40,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,6 +54,7 @@ from headwater.oversight.refs import AssetRef, parse_ref
 from headwater.oversight.routing import Pin
 from headwater.oversight.status import AssetStatus, AuditRecord, Transition
 from headwater.store import schema as t
+from headwater.store.engine import SQLITE_BUSY_TIMEOUT_S, WRITE_OPTION
 from headwater.store.queries import dialect_insert
 from headwater.store.records import EventRecord
 
@@ -65,6 +70,9 @@ BIG_FRONTIER = 15_000
 WALK_BIG_FRONTIER = 5_000
 """From this many checkpoints in a frontier, a PostgreSQL hop of :class:`DatabaseWalk`
 is planned with statistics and hash joins."""
+
+WALKS = ("index", "database", "hops")
+"""The blast-radius walks :meth:`OversightStore.blast_radius` knows."""
 
 EXPOSURE_GRACE = 30.0
 """Seconds an admission counts for a fleet-wide cap before its task row shows
@@ -184,6 +192,9 @@ class StoreEdges:
     are off. SQLite plans these joins as index lookups by itself.
     """
 
+    USES = t.asset_use
+    """Where the versions of assets other than claims are found."""
+
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
         self._mode: str | None = None
@@ -216,7 +227,7 @@ class StoreEdges:
                         first[(k, v)] = min(o, first.get((k, v), o))
             rows = [(k, v, o) for (k, v), o in first.items()]
         else:
-            au = t.asset_use
+            au = self.USES
             query = sa.select(au.c.name, au.c.version).where(au.c.kind == ref.kind).distinct()
             if exact:
                 query = query.where(sa.or_(au.c.name == ref.name, au.c.name.startswith(ref.name + "/", autoescape=True)))
@@ -398,6 +409,9 @@ class DatabaseWalk:
     """
 
     COLUMNS = ("id", "depth", "prev", "via", "run_id", "workflow", "task", "status", "seq")
+    READ = ("id", "run_id", "workflow", "task", "status", "seq", "depth", "prev", "via")
+    """The final read: a :class:`CheckpointInfo` first, then the walk's own columns."""
+    VISIT = WALK_VISIT
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
@@ -411,7 +425,7 @@ class DatabaseWalk:
         if not selected:
             return result
         conn = self.conn
-        WALK_VISIT.create(conn)
+        self.VISIT.create(conn)
         conn.execute(self._query("seeds"), {"kind": ref.kind, "prefix": ref.kind + ":", "versions": list(selected)})
         depth = 1
         hop, reached = self._query("hop"), self._query("reached")
@@ -422,22 +436,22 @@ class DatabaseWalk:
             size = conn.scalar(reached, {"next": depth + 1})
             depth += 1
         if not self.pg:
-            conn.exec_driver_sql(f"ANALYZE {WALK_VISIT.name}")
+            conn.exec_driver_sql(f"ANALYZE {self.VISIT.name}")
         self._read_into(result, max_depth)
-        WALK_VISIT.drop(conn)
+        self.VISIT.drop(conn)
         return result
 
     def _query(self, name: str) -> Any:
-        key = (self.conn.dialect.name, f"walk_{name}")
+        key = (self.conn.dialect.name, f"{type(self).__name__}_{name}")
         if key not in _QUERIES:
             _QUERIES[key] = getattr(self, f"_{name}")()
         return _QUERIES[key]
 
-    @staticmethod
-    def _reached() -> Any:
+    def _reached(self) -> Any:
         """How many checkpoints the last hop reached (rowcounts of ``INSERT ...
         SELECT`` are not reported by every driver)."""
-        return sa.select(sa.func.count()).select_from(WALK_VISIT).where(WALK_VISIT.c.depth == sa.bindparam("next"))
+        v = self.VISIT
+        return sa.select(sa.func.count()).select_from(v).where(v.c.depth == sa.bindparam("next"))
 
     def _plan_for(self, size: int, analyze: bool = True) -> None:
         """On PostgreSQL, plan each hop for its frontier: index lookups per id
@@ -449,7 +463,7 @@ class DatabaseWalk:
             return
         big = size >= WALK_BIG_FRONTIER
         if big and analyze:
-            self.conn.exec_driver_sql(f"ANALYZE {WALK_VISIT.name}")
+            self.conn.exec_driver_sql(f"ANALYZE {self.VISIT.name}")
         self.conn.exec_driver_sql(f"SET LOCAL enable_hashjoin = {'on' if big else 'off'}")
 
     @staticmethod
@@ -520,7 +534,7 @@ class DatabaseWalk:
     @staticmethod
     def _visited() -> Any:
         v = WALK_VISIT
-        return sa.select(*(v.c[k] for k in DatabaseWalk.COLUMNS))
+        return sa.select(*(v.c[k] for k in DatabaseWalk.READ))
 
     @staticmethod
     def _outputs() -> Any:
@@ -535,21 +549,302 @@ class DatabaseWalk:
         return sa.union_all(outputs, claims)
 
     def _read_into(self, result: BlastRadius, max_depth: int) -> None:
-        links, depths, info, producers = result.links, result.depths, result.info, result.producers
-        for cid, d, prev, via, *head in _plain_rows(self.conn, self._query("visited"), {}):
-            links[cid] = (prev, via)
-            depths[cid] = d
-            info[cid] = CheckpointInfo(cid, *head)
-        self._plan_for(len(links), analyze=False)
+        visited = _plain_rows(self.conn, self._query("visited"), {})
+        self._visited_into(result, visited)
         first: dict[str, tuple[int, str]] = {}
-        for edge, what, d, producer in _plain_rows(self.conn, self._query("outputs"), {"limit": max_depth}):
-            label = f"artifact:{what}" if edge == "a" else f"claim:{what}@{producer[:CLAIM_VERSION_LEN]}"
+        for label, d, producer in self._produced(visited, max_depth):
             old = first.get(label)
             if old is None or (d, producer) < old:
                 first[label] = (d, producer)
-        for label, (d, producer) in first.items():
-            depths[label] = d
-            producers[label] = producer
+        result.depths.update((k, v[0]) for k, v in first.items())
+        result.producers.update((k, v[1]) for k, v in first.items())
+
+    @staticmethod
+    def _visited_into(result: BlastRadius, visited: list[tuple]) -> None:
+        """Run, task, status, depth and link of each visited checkpoint (rows as
+        :data:`READ`), in bulk: a large radius has tens of thousands."""
+        ids = list(map(itemgetter(0), visited))
+        result.info.update(zip(ids, map(CheckpointInfo._make, map(itemgetter(slice(0, 6)), visited))))
+        result.depths.update(zip(ids, map(itemgetter(6), visited)))
+        result.links.update(zip(ids, zip(map(itemgetter(7), visited), map(itemgetter(8), visited))))
+
+    def _produced(self, visited: list[tuple], max_depth: int) -> Iterator[tuple[str, int, str]]:
+        """``(label, depth, producer)`` of every output of the visited checkpoints
+        above ``max_depth``: each is first reached with its smallest such pair."""
+        self._plan_for(len(visited), analyze=False)
+        for edge, what, d, producer in _plain_rows(self.conn, self._query("outputs"), {"limit": max_depth}):
+            yield (f"artifact:{what}" if edge == "a" else f"claim:{what}@{producer[:CLAIM_VERSION_LEN]}"), d, producer
+
+
+# ------------------------------------------------------- the lineage index
+
+PG_LINEAGE_LOCK = 0x2B1F6C0E9A47D3B5
+"""Key of the PostgreSQL advisory lock that serialises catching up the lineage index."""
+
+LINEAGE_LOCK_WAIT_MS = 250
+"""How long (ms) a SQLite reader waits for the write lock to catch up the lineage
+index before it answers with :class:`DatabaseWalk` instead."""
+
+
+class LineageIndex:
+    """The lineage index (tables ``lineage_node``, ``lineage_edge``, ``lineage_asset``
+    and ``lineage_use``, migration 0005).
+
+    Derived from what the store holds, and append-only: checkpoints and
+    their artifact links, claims and uses are written once, together, and
+    never change or go away. Every checkpoint gets a node, an integer id
+    numbered ``1..N`` in the order it was indexed (within a batch, in run
+    order, so the nodes of a run, which a walk mostly reaches together,
+    sit together), so the index is current exactly when its largest node
+    id equals the number of checkpoints. A node keeps its outputs: the
+    labels ``artifact:<sha256>`` and ``claim:KEY@VERSION`` of what it
+    produced, as a JSON array. ``lineage_edge`` holds, per node, each
+    checkpoint that follows it through an output: a consumer of the bytes
+    in the producer's own run, or a consumer of the claim version in any
+    run. ``lineage_asset`` numbers every asset version recorded (a few
+    hundred rows where ``asset_use`` has a million), and ``lineage_use``
+    lists the nodes that consumed each, so a walk's first hop and the
+    choice of versions read integers only. What may change (a
+    checkpoint's status, trust marks, asset statuses) is not in the
+    index; the walk reads it when it answers.
+
+    :meth:`catch_up` indexes the checkpoints written since the last call.
+    An edge is found from whichever of its ends was indexed last: from
+    the new child's inputs and claim uses back to their producers, and
+    from the new parent's outputs and claims to consumers indexed earlier,
+    so a consumer written before its producer (within a run, or a claim
+    version named by hand) links up too.
+    """
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def behind(self) -> int:
+        """How many checkpoints of the current snapshot are not indexed yet."""
+        n = t.lineage_node
+        total = self.conn.scalar(sa.select(sa.func.count()).select_from(t.checkpoint))
+        return total - self.conn.scalar(sa.select(sa.func.coalesce(sa.func.max(n.c.id), 0)))
+
+    def catch_up(self) -> int:
+        """Index every checkpoint not indexed yet; the number indexed. Runs in
+        the caller's write transaction (on PostgreSQL under an advisory lock,
+        so two readers catching up at once index each checkpoint once)."""
+        conn, n = self.conn, t.lineage_node
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_LINEAGE_LOCK)))
+        base = conn.scalar(sa.select(sa.func.coalesce(sa.func.max(n.c.id), 0)))
+        new: dict[str, tuple[str, int, set[str]]] = {}
+        for cid, run_id, seq, label in _plain_rows(conn, _query(conn, "index_new", self._new), {}):
+            labels = new.setdefault(cid, (run_id, seq, set()))[2]
+            if label is not None:
+                labels.add(label)
+        order = sorted(new, key=lambda cid: (new[cid][0], new[cid][1], cid))
+        rows = [{"id": base + k, "checkpoint_id": cid, "outputs": json.dumps(sorted(new[cid][2]))}
+                for k, cid in enumerate(order, 1)]
+        for start in range(0, len(rows), IN_CHUNK):
+            conn.execute(sa.insert(n), rows[start:start + IN_CHUNK])
+        if rows:
+            assets = conn.scalar(sa.select(sa.func.coalesce(sa.func.max(t.lineage_asset.c.id), 0)))
+            params = {"base": base, "assets": assets}
+            for name in ("edges", "assets", "uses"):
+                conn.execute(_query(conn, f"index_{name}", getattr(self, f"_{name}")), params)
+        return len(rows)
+
+    @staticmethod
+    def _assets() -> Any:
+        """Asset versions first recorded by the new nodes (any direction, as
+        :meth:`StoreEdges.versions` counts them)."""
+        au, n, a = t.asset_use, t.lineage_node, t.lineage_asset
+        new = (sa.select(au.c.kind, au.c.name, au.c.version).distinct()
+               .select_from(n).join(au, au.c.checkpoint_id == n.c.checkpoint_id)
+               .where(n.c.id > sa.bindparam("base", type_=sa.Integer),
+                      ~sa.exists().where(a.c.kind == au.c.kind, a.c.name == au.c.name, a.c.version == au.c.version))
+               ).subquery("new")
+        rows = sa.select(sa.bindparam("assets", type_=sa.Integer) + sa.func.row_number().over(
+            order_by=(new.c.kind, new.c.name, new.c.version)), new.c.kind, new.c.name, new.c.version)
+        return sa.insert(a).from_select(["id", "kind", "name", "version"], rows)
+
+    @staticmethod
+    def _uses() -> Any:
+        """The asset versions each new node consumed."""
+        au, n, a = t.asset_use, t.lineage_node, t.lineage_asset
+        rows = (sa.select(a.c.id, n.c.id).distinct()
+                .select_from(n)
+                .join(au, sa.and_(au.c.checkpoint_id == n.c.checkpoint_id, au.c.direction == "consumed"))
+                .join(a, sa.and_(a.c.kind == au.c.kind, a.c.name == au.c.name, a.c.version == au.c.version))
+                .where(n.c.id > sa.bindparam("base", type_=sa.Integer)))
+        return sa.insert(t.lineage_use).from_select(["asset", "node"], rows)
+
+    @staticmethod
+    def _new() -> Any:
+        """``(checkpoint, run, seq, output label or None)`` of checkpoints not indexed yet."""
+        c, n, o, cv = t.checkpoint, t.lineage_node, t.checkpoint_artifact, t.claim_value
+        fresh = ~sa.exists().where(n.c.checkpoint_id == c.c.id)
+        artifacts = (sa.select(c.c.id, c.c.run_id, c.c.seq, sa.literal("artifact:") + o.c.sha256)
+                     .select_from(c).outerjoin(o, sa.and_(o.c.checkpoint_id == c.c.id, o.c.direction == "out"))
+                     .where(fresh))
+        version = sa.func.substr(c.c.id, 1, CLAIM_VERSION_LEN)
+        claims = (sa.select(c.c.id, c.c.run_id, c.c.seq, sa.literal("claim:") + cv.c.key + "@" + version)
+                  .select_from(c).join(cv, cv.c.checkpoint_id == c.c.id).where(fresh))
+        return sa.union_all(artifacts, claims)
+
+    @staticmethod
+    def _edges() -> Any:
+        """Every follower edge with an end indexed after ``base``."""
+        n, ca, cv, au, c = t.lineage_node, t.checkpoint_artifact, t.claim_value, t.asset_use, t.checkpoint
+        base = sa.bindparam("base", type_=sa.Integer)
+        np_, nc = n.alias("np"), n.alias("nc")
+        o, i = ca.alias("o"), ca.alias("i")
+        cp, cc = c.alias("cp"), c.alias("cc")
+        claim = sa.literal("claim:") + cv.c.key + "@" + sa.func.substr(np_.c.checkpoint_id, 1, CLAIM_VERSION_LEN)
+        bytes_to_new = (
+            sa.select(np_.c.id, sa.literal("artifact:") + o.c.sha256, nc.c.id)
+            .select_from(nc)
+            .join(i, sa.and_(i.c.checkpoint_id == nc.c.checkpoint_id, i.c.direction == "in"))
+            .join(o, sa.and_(o.c.sha256 == i.c.sha256, o.c.direction == "out"))
+            .join(np_, np_.c.checkpoint_id == o.c.checkpoint_id)
+            .join(cc, cc.c.id == nc.c.checkpoint_id)
+            .join(cp, sa.and_(cp.c.id == o.c.checkpoint_id, cp.c.run_id == cc.c.run_id))
+            .where(nc.c.id > base))
+        bytes_from_new = (
+            sa.select(np_.c.id, sa.literal("artifact:") + o.c.sha256, nc.c.id)
+            .select_from(np_)
+            .join(o, sa.and_(o.c.checkpoint_id == np_.c.checkpoint_id, o.c.direction == "out"))
+            .join(i, sa.and_(i.c.sha256 == o.c.sha256, i.c.direction == "in"))
+            .join(nc, sa.and_(nc.c.checkpoint_id == i.c.checkpoint_id, nc.c.id <= base))
+            .join(cp, cp.c.id == np_.c.checkpoint_id)
+            .join(cc, sa.and_(cc.c.id == nc.c.checkpoint_id, cc.c.run_id == cp.c.run_id))
+            .where(np_.c.id > base))
+        claims_to_new = (
+            sa.select(np_.c.id, claim, nc.c.id)
+            .select_from(nc)
+            .join(au, sa.and_(au.c.checkpoint_id == nc.c.checkpoint_id, au.c.kind == "claim",
+                              au.c.direction == "consumed"))
+            .join(cv, sa.and_(cv.c.key == au.c.name,
+                              sa.func.substr(cv.c.checkpoint_id, 1, CLAIM_VERSION_LEN) == au.c.version))
+            .join(np_, np_.c.checkpoint_id == cv.c.checkpoint_id)
+            .where(nc.c.id > base))
+        claims_from_new = (
+            sa.select(np_.c.id, claim, nc.c.id)
+            .select_from(np_)
+            .join(cv, cv.c.checkpoint_id == np_.c.checkpoint_id)
+            .join(au, sa.and_(au.c.kind == "claim", au.c.name == cv.c.key,
+                              au.c.version == sa.func.substr(np_.c.checkpoint_id, 1, CLAIM_VERSION_LEN),
+                              au.c.direction == "consumed"))
+            .join(nc, sa.and_(nc.c.checkpoint_id == au.c.checkpoint_id, nc.c.id <= base))
+            .where(np_.c.id > base))
+        rows = sa.union(bytes_to_new, bytes_from_new, claims_to_new, claims_from_new)
+        return sa.insert(t.lineage_edge).from_select(["parent", "via", "child"], rows)
+
+
+INDEX_VISIT = sa.Table(
+    "hw_lineage_visit", _WALK,
+    sa.Column("node", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("depth", sa.Integer(), nullable=False),
+    sa.Column("id", sa.String(), nullable=False),
+    sa.Column("prev", sa.String(), nullable=True),
+    sa.Column("via", sa.String(), nullable=False),
+    sa.Column("outputs", sa.Text(), nullable=False),
+    sa.Index("ix_hw_lineage_visit_depth", "depth"),
+    prefixes=["TEMPORARY"],
+)
+"""The nodes :class:`IndexWalk` reached: depth, checkpoint id, first link and
+outputs (copied from the node as it is reached, so the final read needs only
+the ``checkpoint`` table)."""
+
+
+class IndexEdges(StoreEdges):
+    """:class:`StoreEdges` that finds asset versions in the lineage index, where
+    each is one row, rather than among every use of them."""
+
+    USES = t.lineage_asset
+
+
+class IndexWalk(DatabaseWalk):
+    """:class:`DatabaseWalk` over the lineage index (:class:`LineageIndex`), which
+    must be current in the reading snapshot.
+
+    The same hops, tie-breaks and :class:`BlastRadius`, over integers: the
+    first hop reads the nodes that used the selected versions from
+    ``lineage_use``, each next hop follows ``lineage_edge`` (one index
+    range per visited node, instead of some ten lookups over text keys
+    through four tables), and the outputs of the radius come with its
+    nodes, as their JSON arrays, parsed at once. Only the final read of
+    the visited checkpoints' run, task and status goes to the
+    ``checkpoint`` table: those are read as they are now.
+    """
+
+    VISIT = INDEX_VISIT
+    FILLED = ["node", "depth", "id", "prev", "via", "outputs"]
+
+    def _plan_for(self, size: int, analyze: bool = True) -> None:
+        """On PostgreSQL, index lookups whatever the frontier's size: over integer
+        keys they beat hashing whole tables even for the largest radius, and
+        the visited table needs no statistics (``ANALYZE``) for that."""
+        if self.pg:
+            self.conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+
+    def _seeds(self) -> Any:
+        a, u, n = t.lineage_asset, t.lineage_use, t.lineage_node
+        edges = (
+            sa.select(u.c.node, n.c.checkpoint_id.label("id"), sa.null().label("prev"),
+                      (sa.bindparam("prefix", type_=sa.String) + a.c.name + "@" + a.c.version).label("via"),
+                      n.c.outputs, a.c.name, a.c.version)
+            .select_from(a)
+            .join(u, u.c.asset == a.c.id)
+            .join(n, n.c.id == u.c.node)
+            .where(a.c.kind == sa.bindparam("kind"),
+                   sa.tuple_(a.c.name, a.c.version).in_(sa.bindparam("versions", expanding=True)))
+        ).subquery("edges")
+        ranked = sa.select(edges, sa.func.row_number().over(
+            partition_by=edges.c.node, order_by=(self._c(edges.c.name), self._c(edges.c.version))).label("rn")
+        ).subquery("ranked")
+        rows = sa.select(ranked.c.node, sa.literal(1), ranked.c.id, ranked.c.prev, ranked.c.via, ranked.c.outputs) \
+            .where(ranked.c.rn == 1)
+        return sa.insert(INDEX_VISIT).from_select(self.FILLED, rows)
+
+    def _hop(self) -> Any:
+        p, seen, e, n = INDEX_VISIT.alias("p"), INDEX_VISIT.alias("seen"), t.lineage_edge, t.lineage_node
+        edges = (
+            sa.select(e.c.child.label("node"), p.c.id.label("prev"), e.c.via)
+            .select_from(p).join(e, e.c.parent == p.c.node)
+            .where(p.c.depth == sa.bindparam("depth"), ~sa.exists().where(seen.c.node == e.c.child))
+        ).subquery("edges")
+        ranked = sa.select(edges, sa.func.row_number().over(
+            partition_by=edges.c.node, order_by=(self._c(edges.c.prev), self._c(edges.c.via))).label("rn")
+        ).subquery("ranked")
+        rows = (sa.select(ranked.c.node, sa.bindparam("next"), n.c.checkpoint_id, ranked.c.prev, ranked.c.via,
+                          n.c.outputs)
+                .join(n, n.c.id == ranked.c.node).where(ranked.c.rn == 1))
+        return sa.insert(INDEX_VISIT).from_select(self.FILLED, rows)
+
+    @staticmethod
+    def _visited() -> Any:
+        v, c = INDEX_VISIT, t.checkpoint
+        return (sa.select(v.c.id, *DatabaseWalk._head(c), v.c.depth, v.c.prev, v.c.via, v.c.outputs)
+                .select_from(v).join(c, c.c.id == v.c.id))
+
+    def _read_into(self, result: BlastRadius, max_depth: int) -> None:
+        visited = _plain_rows(self.conn, self._query("visited"), {})
+        self._visited_into(result, visited)
+        outputs = json.loads("[" + ",".join(map(itemgetter(9), visited)) + "]")
+        depths, producers = result.depths, result.producers
+        for row, labels in zip(visited, outputs):
+            cid, d = row[0], row[6]
+            if d < max_depth:
+                for label in labels:
+                    old = producers.get(label)
+                    if old is None or (d, cid) < (depths[label], old):
+                        producers[label] = cid
+                        depths[label] = d
+
+
+def _query(conn: sa.Connection, name: str, build: Any) -> Any:
+    """The statement ``build()`` returns, built once per dialect."""
+    key = (conn.dialect.name, name)
+    if key not in _QUERIES:
+        _QUERIES[key] = build()
+    return _QUERIES[key]
 
 
 _QUERIES: dict[tuple[str, str], sa.Select] = {}
@@ -907,22 +1202,54 @@ class OversightStore:
 
     # ----------------------------------------------------------- lineage
 
-    def blast_radius(self, ref: AssetRef | str, *, walk: str = "database") -> BlastRadius:
+    def blast_radius(self, ref: AssetRef | str, *, walk: str = "index") -> BlastRadius:
         """Everything built on the versions ``ref`` selects, with linking paths.
 
-        ``walk="database"`` walks inside the database (:class:`DatabaseWalk`);
-        ``walk="hops"`` runs the pure core's walk with one query per hop
-        (:class:`StoreEdges`), the reference it must agree with.
+        ``walk="index"`` first indexes the checkpoints written since the last
+        query (:class:`LineageIndex`), then walks the index inside the
+        database (:class:`IndexWalk`), in a snapshot where the index is
+        current, so the answer is never stale. Should writers keep the index
+        behind, or a SQLite writer hold the lock it needs, it answers with
+        ``walk="database"``: the same walk over the store's own tables
+        (:class:`DatabaseWalk`). ``walk="hops"`` runs the pure core's walk
+        with one query per hop (:class:`StoreEdges`), the reference both
+        must agree with.
         """
         if isinstance(ref, str):
             ref = parse_ref(ref)
-        if walk not in ("database", "hops"):
-            raise StoreError(f"unknown blast-radius walk {walk!r}; use 'database' or 'hops'")
+        if walk not in WALKS:
+            raise StoreError(f"unknown blast-radius walk {walk!r}; use one of: {', '.join(WALKS)}")
+        for _ in range(3 if walk == "index" else 0):
+            with self._read() as conn:
+                if not LineageIndex(conn).behind():
+                    return IndexWalk(conn).run(ref, select_versions(IndexEdges(conn), ref))
+            if self.catch_up_lineage() is None:
+                break
         with self._read() as conn:
             edges = StoreEdges(conn)
             if walk == "hops":
                 return blast_radius(edges, ref)
             return DatabaseWalk(conn).run(ref, select_versions(edges, ref))
+
+    def catch_up_lineage(self) -> int | None:
+        """Index the checkpoints written since the lineage index was last caught
+        up; how many, or None when SQLite's write lock stayed taken for
+        :data:`LINEAGE_LOCK_WAIT_MS` (a writer holds it; try again later)."""
+        with self._errors(), self.engine.connect() as conn:
+            raw = conn.connection.driver_connection if self.dialect == "sqlite" else None
+            if raw is not None:
+                raw.execute(f"PRAGMA busy_timeout = {LINEAGE_LOCK_WAIT_MS}")
+            try:
+                conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    return LineageIndex(conn).catch_up()
+            except sa.exc.OperationalError as exc:
+                if raw is not None and "locked" in str(exc.orig):
+                    return None
+                raise
+            finally:
+                if raw is not None:
+                    raw.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
 
     def claim_versions(self, key: str, *, committed: bool = True) -> list[ClaimVersion]:
         """Every value published under ``key`` by committed checkpoints, oldest first,

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 """The Alembic script directory shipped inside the package."""
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The newest revision under ``migrations/versions``."""
 
 VERSION_TABLE = "alembic_version"

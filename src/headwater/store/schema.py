@@ -462,3 +462,48 @@ agent_key = sa.Table(
     sa.Index("ix_agent_key_token", "token_id"),
     sa.Index("ix_agent_key_key_id", "key_id"),
 )
+
+# The lineage index (0005): derived from checkpoint, checkpoint_artifact,
+# claim_value and asset_use, append-only, caught up by every blast-radius
+# query (headwater.store.assets.LineageIndex). A node is a checkpoint under a
+# small integer id, with the labels of its outputs (a JSON array of
+# ``artifact:<sha256>`` and ``claim:KEY@VERSION``); an edge is a checkpoint
+# (``child``) that follows ``parent`` through the output ``via``; an asset is
+# a version some checkpoint recorded, and a use a node that consumed it.
+lineage_node = sa.Table(
+    "lineage_node",
+    metadata,
+    sa.Column("id", sa.Integer(), nullable=False, autoincrement=False),
+    sa.Column("checkpoint_id", sa.String(), nullable=False),
+    sa.Column("outputs", sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_lineage_node"),
+    sa.UniqueConstraint("checkpoint_id", name="uq_lineage_node_checkpoint"),
+)
+
+lineage_edge = sa.Table(
+    "lineage_edge",
+    metadata,
+    sa.Column("parent", sa.Integer(), nullable=False),
+    sa.Column("via", sa.String(), nullable=False),
+    sa.Column("child", sa.Integer(), nullable=False),
+    sa.Index("ix_lineage_edge_parent", "parent", "child", "via"),
+)
+
+lineage_asset = sa.Table(
+    "lineage_asset",
+    metadata,
+    sa.Column("id", sa.Integer(), nullable=False, autoincrement=False),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("version", sa.String(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_lineage_asset"),
+    sa.UniqueConstraint("kind", "name", "version", name="uq_lineage_asset"),
+)
+
+lineage_use = sa.Table(
+    "lineage_use",
+    metadata,
+    sa.Column("asset", sa.Integer(), nullable=False),
+    sa.Column("node", sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint("asset", "node", name="pk_lineage_use"),
+)
