@@ -7,7 +7,9 @@ the environment, building, signing and durably storing bundles (and heavy
 captures when a trigger fires): signing and writing run beside the
 coordinator (a store writer thread, or process for runs of 200 tasks and
 more) and count where the coordinator hands work over or waits for it to be
-durable, at the latest when the run ends. Each workflow runs twice: "cold"
+durable, at the latest when the run ends (that last wait for as long as it
+outlasts stopping the agents, which happens beside it: until they have
+stopped the run would be waiting anyway). Each workflow runs twice: "cold"
 is the first run in a fresh process and campaign (first-use costs: SQL
 statement compilation, the first-in-campaign heavy capture, reading which
 distributions provide which modules), "warm" the second. Run it on a quiet

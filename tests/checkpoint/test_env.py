@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,37 @@ def test_git_state_follows_a_worktree_gitdir_file(tmp_path):
     wt.mkdir()
     (wt / ".git").write_text(f"gitdir: {wt_git}\n")
     assert E.git_state(wt)["commit"] == SHA2
+
+
+def test_module_distributions_is_cached_until_a_path_entry_changes(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.setattr("sys.path", [str(site)])
+    assert E.module_distributions() == {}
+    first = E.module_distributions()
+    assert E.module_distributions() is first  # nothing changed: no second scan
+    info = site / "hw_demo_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "top_level.txt").write_text("hw_demo\n")
+    os.utime(site, ns=(10**18, 10**18))  # an mtime the previous one cannot equal, whatever the clock's grain
+    assert E.module_distributions() == {"hw_demo": ["hw-demo-pkg"]}
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setattr("sys.path", [str(other)])
+    assert E.module_distributions() == {}  # a changed sys.path is a new key
+
+
+def test_a_busy_path_entry_is_listed_again_but_its_distributions_are_not_reread(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    info = site / "hw_demo_pkg-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "RECORD").write_text("hw_demo/__init__.py,sha256=x,1\nhw_demo/a.py,,\nhw_demo-1.0.dist-info/RECORD,,\n")
+    monkeypatch.setattr("sys.path", [str(site)])
+    reads: list[str] = []
+    real = E._top_level_modules
+    monkeypatch.setattr(E, "_top_level_modules", lambda base: reads.append(base.name) or real(base))
+    assert E.module_distributions() == {"hw_demo": ["hw-demo-pkg"]}
+    (site / "scratch.txt").write_text("")  # the entry changes, its distributions do not
+    os.utime(site, ns=(10**18, 10**18))
+    assert E.module_distributions() == {"hw_demo": ["hw-demo-pkg"]}
+    assert reads == ["hw_demo_pkg-1.0.dist-info"]

@@ -190,6 +190,36 @@ def test_verifier_function_must_take_ctx_and_bundle():
     wf.validate()
 
 
+def test_a_function_shared_by_many_tasks_is_inspected_once_per_validation(monkeypatch):
+    import inspect
+
+    from headwater.spec import validate as V
+
+    calls = []
+    real = inspect.signature
+    monkeypatch.setattr(V.inspect, "signature", lambda fn: calls.append(fn) or real(fn))
+    wf = Workflow("w")
+    for i in range(20):
+        wf.task(noop, name=f"t{i}", verifier=check)
+    wf.validate()
+    assert calls.count(noop) == 1 and calls.count(check) == 1
+    wf.validate()  # a new validation reads them again: a function can be redefined between two
+    assert calls.count(noop) == 2
+
+
+def test_a_bad_function_among_shared_ones_is_still_named():
+    wf = Workflow("w")
+    for i in range(3):
+        wf.task(noop, name=f"t{i}")
+
+    def no_args():
+        pass
+
+    wf.task(no_args, name="bad")
+    wf.task(noop, name="t3", verifier=noop)
+    assert_at(error_of(wf), "bad", "fn", "fn(ctx)")
+
+
 # ------------------------------------------------------------------ params
 
 

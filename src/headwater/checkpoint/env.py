@@ -67,6 +67,8 @@ _CONTAINER_ID = re.compile(
     r"(docker|kubepods|libpod|containerd|crio)[^\n]*?(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])"
 )
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
+_RECORD_TOP = re.compile(r"^[^,/\r\n]*", re.MULTILINE)
+"""The first path component of a ``RECORD`` line (its path is the first CSV field)."""
 
 
 @dataclass(frozen=True)
@@ -211,9 +213,21 @@ def module_distributions() -> dict[str, list[str]]:
     that install it, like ``importlib.metadata.packages_distributions`` but
     reading only each ``dist-info``'s ``top_level.txt`` or the first path
     component of its ``RECORD`` lines (no per-file objects), so it costs
-    milliseconds rather than most of a second. Cached per process."""
-    if "modules" in _machine_cache:
-        return _machine_cache["modules"]
+    milliseconds rather than most of a second.
+
+    Cached per process, keyed on the ``sys.path`` entries and their
+    modification times: installing or removing a distribution adds or
+    removes a ``dist-info`` directory, which changes its directory's mtime,
+    and a changed ``sys.path`` is a different key, so the answer is built
+    again instead of going stale (a key costs one ``stat`` per entry). A
+    rebuild reads only the ``dist-info`` directories not seen before (by
+    path and mtime), so an entry that changes often for other reasons (the
+    script's directory in ``/tmp``) costs a listing, not a re-read."""
+    key = _path_key()
+    cached = _machine_cache.get("modules")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    seen: dict[tuple[str, int], set[str]] = _machine_cache.setdefault("dist_tops", {})
     found: dict[str, list[str]] = {}
     for entry in sys.path:
         try:
@@ -224,23 +238,50 @@ def module_distributions() -> dict[str, list[str]]:
             if not item.endswith(".dist-info"):
                 continue
             dist = normalise_name(item[: -len(".dist-info")].partition("-")[0])
-            base = Path(entry or ".") / item
-            tops: set[str] = set()
-            top_level = _read(base / "top_level.txt")
-            if top_level is not None:
-                tops = {line.strip() for line in top_level.splitlines() if line.strip()}
-            else:
-                for line in (_read(base / "RECORD") or "").splitlines():
-                    first = line.split(",", 1)[0].split("/", 1)[0]
-                    if first.endswith(".py"):
-                        first = first[:-3]
-                    if first.isidentifier() and first != "__pycache__":
-                        tops.add(first)
-            for top in tops:
+            base = os.path.join(entry or ".", item)
+            try:
+                stamp = (os.path.abspath(base), os.stat(base).st_mtime_ns)
+            except OSError:
+                continue
+            if stamp not in seen:
+                seen[stamp] = _top_level_modules(Path(base))
+            for top in sorted(seen[stamp]):
                 if dist not in found.setdefault(top, []):
                     found[top].append(dist)
-    _machine_cache["modules"] = found
+    _machine_cache["modules"] = (key, found)
     return found
+
+
+def _top_level_modules(base: Path) -> set[str]:
+    """The top-level modules one ``dist-info`` directory says its distribution installs."""
+    top_level = _read(base / "top_level.txt")
+    if top_level is not None:
+        return {line.strip() for line in top_level.splitlines() if line.strip()}
+    tops: set[str] = set()
+    # The first path component of every line, deduplicated before anything
+    # else is done with it (RECORDs run to thousands of lines that share a
+    # handful of them).
+    for first in set(_RECORD_TOP.findall(_read(base / "RECORD") or "")):
+        if first.endswith(".py"):
+            first = first[:-3]
+        if first.isidentifier() and first != "__pycache__":
+            tops.add(first)
+    return tops
+
+
+def _path_key() -> tuple[tuple[str, int], ...]:
+    """``sys.path`` with each entry's mtime (ns; -1 when it cannot be read);
+    the entry is made absolute, as ``""`` (the working directory) would
+    otherwise name a different directory after a ``chdir``."""
+    out = []
+    for entry in sys.path:
+        path = os.path.abspath(entry or ".")
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            mtime = -1
+        out.append((path, mtime))
+    return tuple(out)
 
 
 def _lock_part(project_dir: Path, packages: dict[str, str]) -> dict[str, str]:

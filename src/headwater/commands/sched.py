@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -94,40 +95,45 @@ def register(app: typer.Typer) -> None:
         from headwater.cli import _ws, console
 
         store = _ws().store
-        if (store.get_run(run_id).options or {}).get("executor") == "queue":
-            _queued_status(store, run_id, as_json, once, interval)
+        run = store.get_run(run_id)
+        if (run.options or {}).get("executor") == "queue":
+            from headwater.commands.fleetq import queue_status, render_queue_status
+            from headwater.store.queue import WorkQueue
+
+            queue = WorkQueue(store)
+
+            def fetch(previous: dict | None) -> dict:
+                if previous is not None:  # woken by the queue's notification, or after ``interval``
+                    queue.wait(run.id, previous["version"], max(interval, 0.05))
+                return queue_status(queue, run.id)
+
+            _show(fetch, render_queue_status, as_json, once)
             return
-        data = run_status(store, run_id)
-        if as_json:
-            console.print_json(json.dumps(data, default=str))
-            return
-        if once or data["status"] != "running":
-            console.print(_render(data))
-            return
-        with Live(_render(data), console=console, refresh_per_second=4) as live:
-            while data["status"] == "running":
+
+        def poll(previous: dict | None) -> dict:
+            if previous is not None:
                 time.sleep(max(interval, 0.05))
-                data = run_status(store, run_id)
-                live.update(_render(data))
+            return run_status(store, run.id)
+
+        _show(poll, _render, as_json, once)
 
 
-def _queued_status(store: Store, run_id: str, as_json: bool, once: bool, interval: float) -> None:
-    """``status`` of a run served by the shared queue: its scoreboard, followed live while it runs."""
+def _show(fetch: Callable[[dict | None], dict], render: Callable[[dict], Any], as_json: bool, once: bool) -> None:
+    """Print a run's status once (as JSON or a table), or follow it live while it runs.
+
+    ``fetch(None)`` reads the status now; ``fetch(previous)`` waits for the
+    next change (or a refresh interval) and reads it again.
+    """
     from headwater.cli import console
-    from headwater.commands.fleetq import queue_status, render_queue_status
-    from headwater.store.queue import WorkQueue
 
-    run_id = store.get_run(run_id).id
-    queue = WorkQueue(store)
-    data = queue_status(queue, run_id)
+    data = fetch(None)
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
     if once or data["status"] != "running":
-        console.print(render_queue_status(data))
+        console.print(render(data))
         return
-    with Live(render_queue_status(data), console=console, refresh_per_second=4) as live:
+    with Live(render(data), console=console, refresh_per_second=4) as live:
         while data["status"] == "running":
-            queue.wait(run_id, data["version"], max(interval, 0.05))
-            data = queue_status(queue, run_id)
-            live.update(render_queue_status(data))
+            data = fetch(data)
+            live.update(render(data))

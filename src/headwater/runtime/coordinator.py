@@ -20,7 +20,12 @@ One loop, one thread, plus a store writer process. Each turn it
    cancel);
 5. hands the turn's checkpoints, task states and events to the store writer
    in one batch, at least every :data:`FLUSH_INTERVAL` seconds or
-   :data:`FLUSH_BATCH` checkpoints, and at once when nothing runs.
+   :data:`FLUSH_BATCH` checkpoints, and at once when nothing runs or the
+   last task is done.
+
+When the work is done, the agents are stopped in a helper thread while the
+coordinator waits for the last batch to be durable, marks the run finished
+and runs the run-end monitors (:meth:`DispatchGuard.finish`).
 
 The core decides; this module only does I/O and reads the clock.
 
@@ -50,6 +55,7 @@ import math
 import os
 import secrets
 import statistics
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -260,7 +266,7 @@ class Coordinator:
         self._durations: list[float] = []
         self.writer: StoreWriter | None = None
         self.guard = DispatchGuard(self.store, wf, run, self.sched, hardware=self.env.hardware_class,
-                                   hold=options.hold)
+                                   hold=options.hold, previous=self._previous)
         self._prepare_parts()
         needed = max((t.quorum.k for t in wf.tasks.values()), default=0)
         if needed and options.workers and options.workers < needed + 1:
@@ -354,6 +360,12 @@ class Coordinator:
                                          "recheck": self.options.recheck})
         if self.options.predict == "history":
             self._note_history()
+        # The spec hashes of the runs the spec diffs compare against, read
+        # while the store has no writer yet (a provenance cost all the same).
+        t0 = time.perf_counter()
+        for ck in self._previous.values():
+            self._spec_of_run(ck.run_id)
+        self.provenance_seconds += time.perf_counter() - t0
         # A writer process pays off when there are many checkpoints to overlap
         # with scheduling; for small runs its start-up costs more than it saves.
         self.writer = StoreWriter(self.store, self.ws.key, process=len(self.wf.tasks) >= WRITER_PROCESS_MIN)
@@ -373,10 +385,24 @@ class Coordinator:
             raise
         status = self.final_status or self.sched.status
         self._event("run_finished", data={"status": status})  # the work is done; stopping agents is not part of it
-        executor.close()
-        self._flush(final=True)
-        self.store.set_run_status(self.run.id, status, time.time())
-        self.guard.finish(status)
+        # The last checkpoints go to the writer now, without waiting for the
+        # flush timer. Stopping the agents needs nothing from the store, so it
+        # happens beside the rest: the final flush waits until every
+        # checkpoint is durable, only then is the run marked finished, and
+        # the run-end monitors (which read what the run committed) follow.
+        self._flush()
+        stopping = _Background(executor.close)
+        try:
+            # What the final flush costs the run is the wait for durability
+            # past the moment the agents have stopped: before that the run
+            # would be waiting for them anyway.
+            t0 = time.perf_counter()
+            self._flush_pending(final=True)
+            self.provenance_seconds += stopping.idle_since(t0)
+            self.store.set_run_status(self.run.id, status, time.time())
+            self.guard.finish(status)
+        finally:
+            stopping.join()
         self.log.close()
         self.progress("finish", {"status": status})
         return RunSummary(
@@ -974,6 +1000,10 @@ class Coordinator:
                       "speculation_depth": self.sched.speculation_depth()}))
         if self.writer is None:
             return
+        # The log's write comes first, while the writer is most likely idle:
+        # after the hand-over the writer thread takes the interpreter lock
+        # whenever this thread lets go of it, as it does for a write.
+        self.log.flush()
         if self.pending_blobs:
             self.writer.put_blobs(self.pending_blobs)
             self.pending_blobs = []
@@ -981,9 +1011,37 @@ class Coordinator:
             self.writer.submit(self.pending, list(self.pending_tasks.values()), self.pending_events,
                                self.status_updates)
             self.pending, self.pending_tasks, self.pending_events, self.status_updates = [], {}, [], []
-        self.log.flush()
         if final:
             self.writer.close()
+
+
+class _Background:
+    """Runs ``fn`` in a thread; :meth:`join` waits for it and re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._error: BaseException | None = None
+        self._done_at: float | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), name="headwater-stop-agents", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed to the thread that joins
+            self._error = exc
+        finally:
+            self._done_at = time.perf_counter()
+
+    def idle_since(self, t0: float) -> float:
+        """Seconds between ``t0`` (a ``perf_counter`` reading) and now during which ``fn`` was no longer running."""
+        done = self._done_at
+        now = time.perf_counter()
+        return 0.0 if done is None else max(0.0, now - max(t0, done))
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 @contextmanager

@@ -152,7 +152,8 @@ class DispatchGuard:
 
     def __init__(self, store: Store, wf: Workflow, run: RunRecord, sched: Scheduler | None = None, *,
                  hardware: str = "local", hold: float = 0.0, refresh: float = REFRESH_SECONDS,
-                 registry: Implementations | None = None, clock: Callable[[], float] = time.time) -> None:
+                 registry: Implementations | None = None, clock: Callable[[], float] = time.time,
+                 previous: dict[str, CheckpointRecord] | None = None) -> None:
         self.store, self.wf, self.run, self.sched = store, wf, run, sched
         self.hardware = hardware
         self.hold = hold
@@ -163,7 +164,10 @@ class DispatchGuard:
         self.fleet = Fleet(store, clock=clock)
         self._snap: Snapshot | None = None
         self._snap_at = -1e18
-        self._previous: dict[str, CheckpointRecord] | None = None
+        # The newest committed checkpoint per task in earlier runs, as the
+        # coordinator loaded it for spec diffs (read from the store on first
+        # use when not handed over): the uses they recorded are predicted.
+        self._previous: dict[str, CheckpointRecord] | None = previous
         self.held: dict[int, _Held] = {}
         self.paused: dict[str, str] = {}
         self._released_at = 0.0

@@ -211,8 +211,12 @@ def placeholders(command: str) -> list[tuple[str, str | None]]:
 def validate_workflow(wf: Workflow, file: str | None = None) -> None:
     """Raise the first problem of ``wf`` as a :class:`SpecError`; return when it is sound."""
     _check_params(wf, file)
+    # Many tasks often share one function (a generated fan-out): its
+    # signature is read once per validation, keyed by the object, which the
+    # workflow keeps alive (and unchanged) for the length of this call.
+    accepts: dict[tuple[int, int], bool] = {}
     for spec in wf.tasks.values():
-        _check_task(wf, spec, file)
+        _check_task(wf, spec, file, accepts)
     tasks = wf.tasks
     for spec in tasks.values():
         for dep in spec.after:
@@ -265,7 +269,8 @@ def _check_str_tuple(value: Any, file: str | None, task: str, field: str, what: 
         raise SpecError(f"{field} must be a list of {what}, got {value!r}", file=file, task=task, field=field)
 
 
-def _check_task(wf: Workflow, spec: TaskSpec, file: str | None) -> None:
+def _check_task(wf: Workflow, spec: TaskSpec, file: str | None,
+                accepts: dict[tuple[int, int], bool] | None = None) -> None:
     name = spec.name
 
     def fail(message: str, field: str) -> SpecError:
@@ -308,11 +313,11 @@ def _check_task(wf: Workflow, spec: TaskSpec, file: str | None) -> None:
         raise fail(
             f"a branching task needs at least 2 alternatives, got {list(spec.branches)}", "branches"
         )
-    _check_body(spec, fail)
-    _check_verifier(spec, fail)
+    _check_body(spec, fail, accepts)
+    _check_verifier(spec, fail, accepts)
 
 
-def _check_body(spec: TaskSpec, fail: Any) -> None:
+def _check_body(spec: TaskSpec, fail: Any, accepts: dict[tuple[int, int], bool] | None = None) -> None:
     if spec.fn is not None and spec.command is not None:
         raise fail("a task has either a function or a command, not both", "command")
     if spec.fn is None and spec.command is None:
@@ -320,7 +325,7 @@ def _check_body(spec: TaskSpec, fail: Any) -> None:
     if spec.fn is not None:
         if not callable(spec.fn):
             raise fail(f"fn must be callable, got {spec.fn!r}", "fn")
-        if not _accepts(spec.fn, 1):
+        if not _accepts(spec.fn, 1, accepts):
             raise fail("a task function takes one argument, the context: fn(ctx)", "fn")
         if spec.inputs or spec.outputs:
             field = "inputs" if spec.inputs else "outputs"
@@ -356,8 +361,20 @@ def _is_relative_file(filename: str) -> bool:
     return ".." not in posix.parts and ".." not in windows.parts and posix.name not in ("", ".")
 
 
-def _accepts(fn: Any, count: int) -> bool:
-    """Whether ``fn`` can be called with ``count`` positional arguments (True when unknowable)."""
+def _accepts(fn: Any, count: int, seen: dict[tuple[int, int], bool] | None = None) -> bool:
+    """Whether ``fn`` can be called with ``count`` positional arguments (True when unknowable).
+
+    ``seen`` remembers answers by ``(id(fn), count)``; the caller keeps every
+    ``fn`` alive while it uses the dict, so an id is never reused in it."""
+    if seen is None:
+        return _bindable(fn, count)
+    key = (id(fn), count)
+    if key not in seen:
+        seen[key] = _bindable(fn, count)
+    return seen[key]
+
+
+def _bindable(fn: Any, count: int) -> bool:
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -369,7 +386,7 @@ def _accepts(fn: Any, count: int) -> bool:
     return True
 
 
-def _check_verifier(spec: TaskSpec, fail: Any) -> None:
+def _check_verifier(spec: TaskSpec, fail: Any, accepts: dict[tuple[int, int], bool] | None = None) -> None:
     verifier = spec.verifier
     if verifier is None:
         return
@@ -379,7 +396,7 @@ def _check_verifier(spec: TaskSpec, fail: Any) -> None:
         return
     if not callable(verifier):
         raise fail(f"verifier must be a function or a shell command, got {verifier!r}", "verifier")
-    if not _accepts(verifier, 2):
+    if not _accepts(verifier, 2, accepts):
         raise fail("a verifier function takes two arguments: verifier(ctx, bundle_view)", "verifier")
 
 
