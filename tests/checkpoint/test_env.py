@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from headwater.checkpoint.canonical import hash_obj
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
+    E.set_cache_file(None)
     E.clear_cache()
     yield
+    E.set_cache_file(None)
     E.clear_cache()
 
 
@@ -260,3 +263,173 @@ def test_a_busy_path_entry_is_listed_again_but_its_distributions_are_not_reread(
     os.utime(site, ns=(10**18, 10**18))
     assert E.module_distributions() == {"hw_demo": ["hw-demo-pkg"]}
     assert reads == ["hw_demo_pkg-1.0.dist-info"]
+
+
+# --------------------------------------------------------------------------
+# the module cache file (one process per run)
+
+
+def make_site(root: Path) -> Path:
+    """A ``sys.path`` entry with distributions named three ways: by
+    ``top_level.txt``, by ``RECORD`` only, and two sharing one module."""
+    site = root / "site"
+    a = site / "hw_alpha-1.0.dist-info"
+    a.mkdir(parents=True)
+    (a / "top_level.txt").write_text("hw_alpha\nhw_shared\n")
+    b = site / "hw_beta-2.0.dist-info"
+    b.mkdir()
+    (b / "RECORD").write_text("hw_beta/__init__.py,,\nhw_beta_mod.py,,\nhw_beta-2.0.dist-info/RECORD,,\n")
+    c = site / "hw_gamma-0.1.dist-info"
+    c.mkdir()
+    (c / "top_level.txt").write_text("hw_shared\n")
+    return site
+
+
+def new_process(monkeypatch) -> list[str]:
+    """Forget the in-process cache, as a new process starts without it, and
+    return the list of ``dist-info`` directories read from then on."""
+    E.clear_cache()
+    reads: list[str] = []
+    real = E._top_level_modules
+    monkeypatch.setattr(E, "_top_level_modules", lambda base: reads.append(base.name) or real(base))
+    return reads
+
+
+def test_a_cache_file_hit_is_the_fresh_answer_without_reading_any_distribution(tmp_path, monkeypatch):
+    site = make_site(tmp_path)
+    monkeypatch.setattr("sys.path", [str(site), str(tmp_path / "missing")])
+    fresh = E.module_distributions()
+    assert fresh == {"hw_alpha": ["hw-alpha"], "hw_shared": ["hw-alpha", "hw-gamma"],
+                     "hw_beta": ["hw-beta"], "hw_beta_mod": ["hw-beta"]}
+    cache = tmp_path / "ws" / "env-modules.json"
+    cache.parent.mkdir()
+    E.set_cache_file(cache)
+    E.clear_cache()
+    assert E.module_distributions() == fresh
+    assert cache.is_file()
+    reads = new_process(monkeypatch)
+    saves: list[object] = []
+    monkeypatch.setattr(E, "_save_module_cache", lambda *a: saves.append(a))
+    listed: list[str] = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(path) or real_listdir(path))
+    assert E.module_distributions() == fresh
+    assert reads == [] and saves == [] and listed == []  # nothing read, listed or written
+
+
+def test_the_cache_file_matches_a_fresh_scan_of_this_interpreter(tmp_path):
+    fresh = E.module_distributions()
+    E.set_cache_file(tmp_path / "env-modules.json")
+    E.clear_cache()
+    assert E.module_distributions() == fresh
+    E.clear_cache()
+    assert E.module_distributions() == fresh
+    assert E.module_distributions().get("pytest") == ["pytest"]
+
+
+def test_a_new_distribution_or_a_changed_one_is_read_in_the_next_process(tmp_path, monkeypatch):
+    site = make_site(tmp_path)
+    monkeypatch.setattr("sys.path", [str(site)])
+    E.set_cache_file(tmp_path / "env-modules.json")
+    E.module_distributions()
+    new = site / "hw_delta-3.0.dist-info"
+    new.mkdir()
+    (new / "top_level.txt").write_text("hw_delta\n")
+    os.utime(site, ns=(10**18, 10**18))
+    reads = new_process(monkeypatch)
+    assert E.module_distributions()["hw_delta"] == ["hw-delta"]
+    assert reads == ["hw_delta-3.0.dist-info"]  # the others come from the file
+    changed = site / "hw_alpha-1.0.dist-info"
+    (changed / "top_level.txt").write_text("hw_alpha2\n")
+    os.utime(changed, ns=(10**18, 10**18))
+    os.utime(site, ns=(10**18 + 1, 10**18 + 1))
+    reads = new_process(monkeypatch)
+    found = E.module_distributions()
+    assert reads == ["hw_alpha-1.0.dist-info"]
+    assert found["hw_alpha2"] == ["hw-alpha"] and "hw_alpha" not in found
+    assert found["hw_shared"] == ["hw-gamma"]
+
+
+def test_a_changed_path_entry_rebuilds_the_answer_and_each_key_keeps_its_own(tmp_path, monkeypatch):
+    site = make_site(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    E.set_cache_file(tmp_path / "env-modules.json")
+    monkeypatch.setattr("sys.path", [str(site)])
+    first = E.module_distributions()
+    monkeypatch.setattr("sys.path", [str(other), str(site)])
+    assert E.module_distributions() == first
+    (other / "scratch.txt").write_text("")  # the entry changes, no distribution does
+    os.utime(other, ns=(10**18, 10**18))
+    new_process(monkeypatch)
+    assert E.module_distributions() == first
+    monkeypatch.setattr("sys.path", [str(site)])
+    reads = new_process(monkeypatch)
+    saves: list[object] = []
+    monkeypatch.setattr(E, "_save_module_cache", lambda *a: saves.append(a))
+    assert E.module_distributions() == first
+    assert reads == [] and saves == []  # the first key's answer is still in the file
+
+
+@pytest.mark.parametrize("content", [
+    b"\x00\xffnot json",
+    b'{"format": 1, "answers": [{"path_key": [["x"]]}], "dists": []}',
+    b'{"format": 1, "answers": [], "dists": [["/a", "notanint", []]]}',
+    b"[]",
+    b'{"format": 99, "answers": [], "dists": []}',
+    b'{"format": 1, "answers": [',
+])
+def test_a_corrupt_cache_file_is_rebuilt_not_fatal(tmp_path, monkeypatch, content):
+    site = make_site(tmp_path)
+    monkeypatch.setattr("sys.path", [str(site)])
+    fresh = E.module_distributions()
+    cache = tmp_path / "env-modules.json"
+    cache.write_bytes(content)
+    E.set_cache_file(cache)
+    reads = new_process(monkeypatch)
+    assert E.module_distributions() == fresh
+    assert len(reads) == 3
+    reads = new_process(monkeypatch)
+    assert E.module_distributions() == fresh
+    assert reads == []  # the rebuilt file serves the next process
+
+
+def test_an_unwritable_cache_file_costs_only_the_cache(tmp_path, monkeypatch):
+    site = make_site(tmp_path)
+    monkeypatch.setattr("sys.path", [str(site)])
+    E.set_cache_file(tmp_path / "no-such-dir" / "env-modules.json")
+    assert E.module_distributions()["hw_beta"] == ["hw-beta"]
+    assert not (tmp_path / "no-such-dir").exists()
+    assert list(tmp_path.iterdir()) == [site]
+
+
+def test_a_workspace_keeps_the_module_cache_in_its_directory(tmp_path):
+    from headwater.runtime.workspace import MODULE_CACHE, open_workspace
+
+    ws = open_workspace(tmp_path / ".headwater")
+    try:
+        E.clear_cache()
+        E.module_distributions()
+        assert (ws.root / MODULE_CACHE).is_file()
+    finally:
+        ws.close()
+
+
+def test_current_packages_is_the_fingerprints_list():
+    assert E.current_packages() is E.fingerprint().packages
+    assert E.current_packages()["pytest"]
+
+
+def test_the_cache_file_keeps_only_the_newest_answers(tmp_path, monkeypatch):
+    site = make_site(tmp_path)
+    cache = tmp_path / "env-modules.json"
+    E.set_cache_file(cache)
+    entries = []
+    for i in range(E.MODULE_CACHE_ANSWERS + 2):
+        entry = tmp_path / f"entry{i}"
+        entry.mkdir()
+        entries.append(str(entry))
+        monkeypatch.setattr("sys.path", [entries[-1], str(site)])
+        E.module_distributions()
+    kept = [answer["path_key"][0][0] for answer in json.loads(cache.read_text())["answers"]]
+    assert kept == entries[::-1][: E.MODULE_CACHE_ANSWERS]

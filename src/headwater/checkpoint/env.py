@@ -31,17 +31,23 @@ never hit the cache.
 
 Reading all installed distributions takes tens of milliseconds, so the work
 is done once per process and per project directory and cached; the
-environment of a running interpreter does not change under it.
-:func:`clear_cache` forgets everything (tests use it).
+environment of a running interpreter does not change under it. Which
+distribution installs which module is also kept in a file between processes
+(:func:`set_cache_file`), keyed on paths and mtimes, because one run per
+process is the normal use. :func:`clear_cache` forgets everything held in
+the process (tests use it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import platform
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from importlib import metadata
@@ -222,13 +228,33 @@ def module_distributions() -> dict[str, list[str]]:
     again instead of going stale (a key costs one ``stat`` per entry). A
     rebuild reads only the ``dist-info`` directories not seen before (by
     path and mtime), so an entry that changes often for other reasons (the
-    script's directory in ``/tmp``) costs a listing, not a re-read."""
+    script's directory in ``/tmp``) costs a listing, not a re-read.
+
+    With a cache file set (:func:`set_cache_file`; a workspace sets one in
+    its directory) the same two levels outlive the process: the answer under
+    its ``sys.path`` key, and the top-level modules of every ``dist-info``
+    directory under its path and mtime. One ``headwater run`` per process is
+    the normal use, and reading every ``dist-info`` again in each would cost
+    more than the rest of a small run's provenance."""
     key = _path_key()
     cached = _machine_cache.get("modules")
     if cached is not None and cached[0] == key:
         return cached[1]
     seen: dict[tuple[str, int], set[str]] = _machine_cache.setdefault("dist_tops", {})
+    answers: dict[tuple, dict[str, list[str]]] = _machine_cache.setdefault("answers", {})
+    if _cache_file is not None and _machine_cache.get("loaded_from") != _cache_file:
+        _machine_cache["loaded_from"] = _cache_file
+        stored_answers, stored_tops = _load_module_cache(_cache_file)
+        for stamp, tops in stored_tops.items():
+            seen.setdefault(stamp, tops)
+        for stored_key, stored in stored_answers.items():
+            answers.setdefault(stored_key, stored)
+        if key in stored_answers:
+            _machine_cache["modules"] = (key, stored_answers[key])
+            return stored_answers[key]
     found: dict[str, list[str]] = {}
+    current: dict[tuple[str, int], set[str]] = {}
+    read = False
     for entry in sys.path:
         try:
             names = sorted(os.listdir(entry or "."))
@@ -245,11 +271,89 @@ def module_distributions() -> dict[str, list[str]]:
                 continue
             if stamp not in seen:
                 seen[stamp] = _top_level_modules(Path(base))
+                read = True
+            current[stamp] = seen[stamp]
             for top in sorted(seen[stamp]):
                 if dist not in found.setdefault(top, []):
                     found[top].append(dist)
     _machine_cache["modules"] = (key, found)
+    if _cache_file is not None and (read or answers.get(key) != found):
+        answers.pop(key, None)
+        answers[key] = found
+        for stale in list(answers)[:-MODULE_CACHE_ANSWERS]:
+            del answers[stale]
+        _save_module_cache(_cache_file, answers, current, seen)
     return found
+
+
+MODULE_CACHE_FORMAT = 1
+"""Version of the module cache file's layout; a file of another version is rebuilt."""
+
+MODULE_CACHE_ANSWERS = 4
+"""Answers (one per ``sys.path`` key) the cache file keeps, newest first: the
+``headwater`` command and a script importing headwater see different
+``sys.path[0]`` entries, and each should find its own."""
+
+_cache_file: Path | None = None
+
+
+def set_cache_file(path: str | os.PathLike | None) -> None:
+    """Keep :func:`module_distributions`' answers in ``path`` across
+    processes (``None``: in this process only). The file is content-keyed
+    (paths and mtimes), so any process of any interpreter may share it."""
+    global _cache_file
+    _cache_file = Path(path).absolute() if path is not None else None
+
+
+def _load_module_cache(path: Path) -> tuple[dict[tuple, dict[str, list[str]]], dict[tuple[str, int], set[str]]]:
+    """``({sys.path key: answer}, {dist-info stamp: tops})`` from the cache
+    file, answers oldest first; a missing, unreadable or malformed file
+    reads as empty (it is rebuilt)."""
+    try:
+        doc = json.loads(path.read_bytes())
+        if doc.get("format") != MODULE_CACHE_FORMAT:
+            return {}, {}
+        answers = {
+            tuple((str(p), int(m)) for p, m in answer["path_key"]):
+                {str(top): [str(d) for d in dists] for top, dists in answer["modules"].items()}
+            for answer in reversed(doc["answers"])
+        }
+        tops = {(str(p), int(m)): {str(t) for t in names} for p, m, names in doc["dists"]}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}, {}
+    return answers, tops
+
+
+def _save_module_cache(path: Path, answers: dict[tuple, dict[str, list[str]]],
+                       current: dict[tuple[str, int], set[str]], seen: dict[tuple[str, int], set[str]]) -> None:
+    """Write ``answers`` (oldest first, the current one last) to the cache
+    file atomically (a temporary file renamed over it), so concurrent runs
+    read either the old or the new file whole. Entries of
+    ``dist-info`` directories under the current ``sys.path`` entries are the
+    ones just listed (older versions of them are dropped); entries under
+    other directories (another interpreter sharing the file) are kept.
+    Failing to write costs only the next process a rebuild."""
+    newest = list(answers.items())[::-1]
+    dirs = {p for p, _ in newest[0][0]}
+    kept = dict(current)
+    for stamp, tops in seen.items():
+        if stamp not in kept and os.path.dirname(stamp[0]) not in dirs:
+            kept[stamp] = tops
+    doc = {
+        "format": MODULE_CACHE_FORMAT,
+        "answers": [{"path_key": [list(k) for k in key], "modules": modules} for key, modules in newest],
+        "dists": [[p, m, sorted(tops)] for (p, m), tops in sorted(kept.items())],
+    }
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, separators=(",", ":"))
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _top_level_modules(base: Path) -> set[str]:
@@ -332,12 +436,24 @@ def fingerprint(project_dir: str | Path | None = None) -> EnvFingerprint:
             return cached
         if "m" not in _machine_cache:
             _machine_cache["m"] = _machine()
-        if "p" not in _packages_cache:
-            _packages_cache["p"] = installed_packages()
-        packages = _packages_cache["p"]
+        packages = _packages_once()
         result = _compose(_machine_cache["m"], packages, _lock_part(directory, packages))
         _fingerprints[key] = result
         return result
+
+
+def current_packages() -> dict[str, str]:
+    """:func:`installed_packages`, read once per process and shared with
+    :func:`fingerprint` (callers must not change it)."""
+    with _lock:
+        return _packages_once()
+
+
+def _packages_once() -> dict[str, str]:
+    """The process's package list; the caller holds ``_lock``."""
+    if "p" not in _packages_cache:
+        _packages_cache["p"] = installed_packages()
+    return _packages_cache["p"]
 
 
 def clear_cache() -> None:

@@ -381,9 +381,9 @@ def _distributions(module: str) -> tuple[str, ...]:
 def _distribution_version(module_or_dist: str) -> str:
     """Installed version of a distribution (or of the one providing a module),
     from the process-wide package list of the environment fingerprint."""
-    from headwater.checkpoint.env import installed_packages, module_distributions, normalise_name
+    from headwater.checkpoint.env import current_packages, module_distributions, normalise_name
 
-    packages = _packages(installed_packages)
+    packages = current_packages()
     name = normalise_name(module_or_dist)
     if name in packages:
         return packages[name]
@@ -391,8 +391,3 @@ def _distribution_version(module_or_dist: str) -> str:
         if dist in packages:
             return packages[dist]
     return "unknown"
-
-
-@functools.lru_cache(maxsize=1)
-def _packages(reader: Callable[[], dict[str, str]]) -> dict[str, str]:
-    return reader()

@@ -3,7 +3,10 @@
 ``headwater init`` creates it; every other command opens it and creates it on
 first use. The store defaults to SQLite inside it; ``--store URL`` or the
 ``HEADWATER_STORE`` variable points at PostgreSQL instead, while artifacts and
-the key stay in the directory.
+the key stay in the directory, as does the cache of which distribution
+installs which module (``env-modules.json``, see
+:func:`headwater.checkpoint.env.module_distributions`), which saves each new
+process from reading every installed distribution again.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from headwater.checkpoint.env import set_cache_file
 from headwater.checkpoint.signing import SigningKey, load_or_create
 from headwater.store import Store, open_store
 
 DEFAULT_ROOT = ".headwater"
+MODULE_CACHE = "env-modules.json"
 
 
 @dataclass
@@ -38,4 +43,5 @@ def open_workspace(root: str | os.PathLike | None = None, store_url: str | None 
     root_path.mkdir(parents=True, exist_ok=True)
     store = open_store(store_url, root=root_path)
     key = load_or_create(root_path / "signing.key")
+    set_cache_file(root_path / MODULE_CACHE)
     return Workspace(root=root_path, store=store, key=key)
