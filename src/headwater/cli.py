@@ -166,6 +166,7 @@ def run(
     from headwater.runtime import RunOptions, run_workflow
     from headwater.spec import load_workflow
 
+    _read_environment_meanwhile(file)
     wf = load_workflow(file, name)
     ws = _ws()
     options = RunOptions(workers=workers, seed=seed, why=why, no_cache=no_cache, campaign=campaign,
@@ -175,6 +176,31 @@ def run(
     summary = run_with_progress(lambda cb: run_workflow(ws, wf, _parse_params(param), options, cb),
                                 len(wf.tasks), quiet=as_json)
     _finish(summary, as_json)
+
+
+def _read_environment_meanwhile(file: Path) -> None:
+    """Start reading the environment fingerprint and git state of ``file``'s
+    project in a background thread, while the workflow module imports.
+
+    Both are cached per process and per project directory, and the
+    coordinator reads them for the same directory when the run starts; their
+    slow parts are subprocesses (``uname``, ``git status``) that overlap with
+    the import instead of following it.
+    """
+    import threading
+
+    from headwater.checkpoint.env import fingerprint, git_state
+
+    project = Path(file).absolute().parent
+
+    def read() -> None:
+        try:
+            fingerprint(project)
+            git_state(project)
+        except Exception:  # the coordinator reads them again and reports what fails
+            pass
+
+    threading.Thread(target=read, name="headwater-environment", daemon=True).start()
 
 
 def _finish(summary, as_json: bool) -> None:

@@ -136,3 +136,43 @@ def test_status_of_a_queued_run_shows_the_queue_scoreboard(env):
     assert data["tasks_by_state"] == {"ready": 1, "pending": submitted["tasks"] - 1}
     shown = invoke("status", run_id, "--once")
     assert shown.exit_code == 0 and f"run {run_id}: running (0/{submitted['tasks']} final)" in shown.stdout
+
+
+def test_run_reads_the_environment_while_the_workflow_imports(tmp_path, monkeypatch):
+    import threading
+
+    from headwater.checkpoint import env
+    from headwater.cli import _read_environment_meanwhile
+
+    env.clear_cache()
+    calls = []
+    monkeypatch.setattr(env, "git_state", lambda path: calls.append(("git", path)) or {"commit": None, "dirty": None})
+    wf = tmp_path / "sub" / "wf.py"
+    wf.parent.mkdir()
+    _read_environment_meanwhile(wf)
+    (reader,) = [t for t in threading.enumerate() if t.name == "headwater-environment"] or [None]
+    if reader is not None:
+        reader.join(10)
+    project = wf.parent.resolve()
+    assert calls == [("git", wf.parent.absolute())]
+    # The coordinator's later call for the same project is served from the process cache.
+    assert str(project) in env._fingerprints
+    env.clear_cache()
+
+
+def test_a_failing_environment_read_in_the_background_is_left_to_the_run(tmp_path, monkeypatch):
+    import threading
+
+    from headwater.checkpoint import env
+    from headwater.cli import _read_environment_meanwhile
+
+    def broken(_):
+        raise OSError("no uname here")
+
+    monkeypatch.setattr(env, "fingerprint", broken)
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    _read_environment_meanwhile(tmp_path / "wf.py")
+    for t in [t for t in threading.enumerate() if t.name == "headwater-environment"]:
+        t.join(10)
+    assert errors == []
