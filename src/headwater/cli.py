@@ -456,7 +456,9 @@ def main() -> None:
     try:
         app()
     except HeadwaterError as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: resume with `headwater resume RUN`")

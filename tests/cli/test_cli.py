@@ -176,3 +176,17 @@ def test_a_failing_environment_read_in_the_background_is_left_to_the_run(tmp_pat
     for t in [t for t in threading.enumerate() if t.name == "headwater-environment"]:
         t.join(10)
     assert errors == []
+
+
+def test_error_lines_keep_square_brackets(monkeypatch, capsys):
+    import headwater.cli as cli
+    from headwater.errors import OptionalDependency
+
+    def fail():
+        raise OptionalDependency("headwater serve", "server")
+
+    monkeypatch.setattr(cli, "app", fail)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    assert "pip install 'headwater[server]'" in capsys.readouterr().err

@@ -76,8 +76,12 @@ def register(app: typer.Typer) -> None:
 
         Example: headwater agent --server http://coord:8765 --token hw_... --role worker --workflow wf.py
         """
-        from headwater.runtime.remote import AgentOptions, run_agent
+        try:
+            from headwater.runtime.remote import AgentOptions, run_agent
+        except ModuleNotFoundError as exc:
+            from headwater.errors import OptionalDependency
 
+            raise OptionalDependency("headwater agent", "server") from exc
         cli = _cli()
         options = AgentOptions(server=server, token=token, roles=list(role), workflows=list(workflow), name=name,
                                batch=batch, lease_s=lease, cache=cache, once=once, until_idle=until_idle)
