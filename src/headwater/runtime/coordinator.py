@@ -173,14 +173,7 @@ class RunSummary:
 def task_defs(wf: Workflow, expected: dict[str, float] | None = None) -> list[TaskDef]:
     """The scheduling core's view of a workflow spec; ``expected`` durations from history."""
     expected = expected or {}
-    return [
-        TaskDef(
-            name=t.name, deps=tuple(t.after), role=t.role, priority=t.priority, retries=t.retries,
-            verify=t.quorum.k, reject=t.quorum.reject, verifier_role=t.verifier_role,
-            branches=tuple(t.branches), expected_duration=expected.get(t.name, 1.0),
-        )
-        for t in wf.tasks.values()
-    ]
+    return [TaskDef.from_spec(t, expected.get(t.name, 1.0)) for t in wf.tasks.values()]
 
 
 def _outcome_from_checkpoint(ck: CheckpointRecord) -> TaskOutcome:

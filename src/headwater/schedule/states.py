@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Union
+from typing import Any, Union
 
 
 class State(IntEnum):
@@ -92,6 +92,14 @@ class TaskDef:
     verifier_role: str = "verifier"
     branches: tuple[str, ...] = ()
     expected_duration: float = 1.0
+
+    @classmethod
+    def from_spec(cls, task: Any, expected_duration: float = 1.0) -> TaskDef:
+        """The core's view of a workflow spec's task (``headwater.spec.TaskSpec``)."""
+        return cls(name=task.name, deps=tuple(task.after), role=task.role, priority=task.priority,
+                   retries=task.retries, verify=task.quorum.k, reject=task.quorum.reject,
+                   verifier_role=task.verifier_role, branches=tuple(task.branches),
+                   expected_duration=expected_duration)
 
 
 @dataclass(frozen=True)

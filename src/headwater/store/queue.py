@@ -668,10 +668,7 @@ def retrying(fn: Callable[[], Any], attempts: int = 5) -> Any:
 def _task_defs(wf: Any) -> list[TaskDef]:
     """The scheduling core's view of a workflow spec's tasks (no duration history: the queue orders
     by priority only)."""
-    return [TaskDef(name=s.name, deps=tuple(s.after), role=s.role, priority=s.priority, retries=s.retries,
-                    verify=s.quorum.k, reject=s.quorum.reject, verifier_role=s.verifier_role,
-                    branches=tuple(s.branches))
-            for s in wf.tasks.values()]
+    return [TaskDef.from_spec(s) for s in wf.tasks.values()]
 
 
 def _run_item(run_id: str, task: str, attempt: int, role: str, priority: int, now: float,
