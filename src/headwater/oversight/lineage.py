@@ -24,9 +24,10 @@ fills the same :class:`BlastRadius`; property tests hold the two equal.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any, NamedTuple, Protocol
 
 from headwater.oversight.refs import AssetRef, version_key
@@ -113,6 +114,28 @@ class Hit:
                 "seq": self.seq}
 
 
+class Reached(NamedTuple):
+    """The checkpoints a walk reached, column by column (one row per checkpoint,
+    in the order the radius lists them): what a database walk reads at the end.
+
+    ``prevs`` and ``vias`` are each checkpoint's link (see
+    :attr:`BlastRadius.links`); ``outputs`` lists the labels
+    (``artifact:<sha256>``, ``claim:KEY@VERSION``) of what each produced,
+    empty for a checkpoint at the walk's depth limit.
+    """
+
+    ids: Sequence[str]
+    run_ids: Sequence[str]
+    workflows: Sequence[str]
+    tasks: Sequence[str]
+    statuses: Sequence[str]
+    seqs: Sequence[int]
+    depths: Sequence[int]
+    prevs: Sequence[str | None]
+    vias: Sequence[str]
+    outputs: Sequence[Sequence[str]]
+
+
 @dataclass
 class BlastRadius:
     """The result of :func:`blast_radius`; counts and groupings as properties.
@@ -124,30 +147,86 @@ class BlastRadius:
     asset version label in between) and ``producers`` (artifact or claim
     label -> the checkpoint it was reached through). The :class:`Hit` dictionaries
     and paths are built from these when first read, so answering for a
-    large radius costs no objects nobody looks at.
+    large radius costs no objects nobody looks at. A walk that reads its
+    radius in bulk hands it over as columns (:meth:`fill`); the four
+    dictionaries are built from them when first read, and :meth:`counts`
+    needs none of them.
     """
 
     selector: str
     seeds: list[str] = field(default_factory=list)
-    depths: dict[str, int] = field(default_factory=dict, repr=False)
-    info: dict[str, CheckpointInfo] = field(default_factory=dict, repr=False)
-    links: dict[str, tuple[str | None, str]] = field(default_factory=dict, repr=False)
-    producers: dict[str, str] = field(default_factory=dict, repr=False)
+    _depths: dict[str, int] = field(default_factory=dict, repr=False)
+    _info: dict[str, CheckpointInfo] = field(default_factory=dict, repr=False)
+    _links: dict[str, tuple[str | None, str]] = field(default_factory=dict, repr=False)
+    _producers: dict[str, str] = field(default_factory=dict, repr=False)
+    _reached: Reached | None = field(default=None, repr=False)
     _hits: dict[str, dict[str, Hit]] = field(default_factory=dict, repr=False)
+
+    def fill(self, columns: Reached) -> None:
+        """Take the checkpoints in ``columns`` as the radius (of an empty
+        result): each output is reached through its producer with the
+        smallest ``(depth, id)``."""
+        self._reached = columns
+
+    @property
+    def depths(self) -> dict[str, int]:
+        return self._built()._depths
+
+    @property
+    def info(self) -> dict[str, CheckpointInfo]:
+        return self._built()._info
+
+    @property
+    def links(self) -> dict[str, tuple[str | None, str]]:
+        return self._built()._links
+
+    @property
+    def producers(self) -> dict[str, str]:
+        return self._built()._producers
+
+    def _built(self) -> BlastRadius:
+        """Fill the dictionaries from the columns handed over, once, in bulk:
+        checkpoints in the order of the columns, outputs in the order they
+        first come in there."""
+        r, self._reached = self._reached, None
+        if r is None:
+            return self
+        ids, depths = r.ids, r.depths
+        self._info.update(zip(ids, map(CheckpointInfo, ids, r.run_ids, r.workflows, r.tasks, r.statuses, r.seqs)))
+        self._links.update(zip(ids, zip(r.prevs, r.vias)))
+        self._depths.update(zip(ids, depths))
+        labels = list(chain.from_iterable(r.outputs))
+        rows = list(chain.from_iterable(map(repeat, range(len(ids)), map(len, r.outputs))))
+        # Each output's first row (written last to first, the first wins) ...
+        first = dict.fromkeys(labels)
+        first.update(zip(reversed(labels), reversed(rows)))
+        if len(first) < len(labels):
+            # ... unless several checkpoints produced it: the smallest (depth, id) wins.
+            shared = {label for label, n in Counter(labels).items() if n > 1}
+            for label, i in zip(labels, rows):
+                if label in shared:
+                    j = first[label]
+                    if (depths[i], ids[i]) < (depths[j], ids[j]):
+                        first[label] = i
+        self._depths.update(zip(first, map(depths.__getitem__, first.values())))
+        self._producers.update(zip(first, map(ids.__getitem__, first.values())))
+        return self
 
     def _make(self, kind: str) -> dict[str, Hit]:
         if kind not in self._hits:
+            self._built()
+            depths, links, info, producers = self._depths, self._links, self._info, self._producers
             out: dict[str, Hit] = {}
-            for label, d in self.depths.items():
+            for label, d in depths.items():
                 if kind == "checkpoint":
-                    if label not in self.links:
+                    if label not in links:
                         continue
-                    ident, i = label, self.info.get(label)
+                    ident, i = label, info.get(label)
                 elif not label.startswith(f"{kind}:"):
                     continue
                 else:
                     ident = label if kind == "claim" else label[len("artifact:"):]
-                    i = self.info.get(self.producers[label])
+                    i = info.get(producers[label])
                 out[ident] = Hit(kind, ident, d, *(i[1:] if i else (None,) * 5), self)  # type: ignore[arg-type]
             self._hits[kind] = out
         return self._hits[kind]
@@ -175,9 +254,10 @@ class BlastRadius:
         else:
             label = f"artifact:{ident}" if kind == "artifact" else ident
             tail, ck = [label], self.producers[label]
+        links = self.links
         while ck is not None:
             tail.append(f"ckpt:{ck}")
-            prev, via = self.links[ck]
+            prev, via = links[ck]
             tail.append(via)
             ck = prev
         return tuple(reversed(tail))
@@ -202,11 +282,19 @@ class BlastRadius:
         return [h for h in self.checkpoints.values() if h.status == "committed"]
 
     def counts(self) -> dict[str, int]:
-        infos = [self.info[c] for c in self.links if c in self.info]
-        claims = sum(1 for k in self.producers if k.startswith("claim:"))
+        r = self._reached
+        if r is not None:
+            labels = set(chain.from_iterable(r.outputs))
+            claims = sum(map(str.startswith, labels, repeat("claim:")))
+            return {"workflows": len(set(r.workflows)), "runs": len(set(r.run_ids)), "checkpoints": len(r.ids),
+                    "committed": r.statuses.count("committed"), "artifacts": len(labels) - claims,
+                    "claims": claims}
+        info, links, producers = self._info, self._links, self._producers
+        infos = [info[c] for c in links if c in info]
+        claims = sum(1 for k in producers if k.startswith("claim:"))
         return {"workflows": len({i.workflow for i in infos}), "runs": len({i.run_id for i in infos}),
-                "checkpoints": len(self.links), "committed": sum(1 for i in infos if i.status == "committed"),
-                "artifacts": len(self.producers) - claims, "claims": claims}
+                "checkpoints": len(links), "committed": sum(1 for i in infos if i.status == "committed"),
+                "artifacts": len(producers) - claims, "claims": claims}
 
     def to_json(self) -> dict:
         return {

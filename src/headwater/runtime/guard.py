@@ -28,6 +28,10 @@ its inputs, and hands them to the pure core
 * cache hits are refused when built on a degraded or retracted version, on
   a sandboxed result, or on a claim version other than the one the task
   would use now;
+* a degraded or retracted compute pool gets no new tasks; when the run
+  places work by pool (:meth:`DispatchGuard.placing`), a task is admitted
+  only on an agent of a pool :meth:`DispatchGuard.allowed` names, and is
+  held, naming its pools and what is wrong with each, when there is none;
 * new versions of a claim with an open breaker (or of a gated asset) are
   registered as revalidating, behind a canary, before anyone can use them;
 * claims published from a degraded or retracted version, or from a tainted
@@ -47,7 +51,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +184,9 @@ class DispatchGuard:
         self._fleet: list[Running] | None = None
         self._fleet_at = -1e18
         self.pool_of: dict[str, Choice] = {}
+        self.pools: dict[str, frozenset[str]] | None = None
+        self._allowed: dict[str, frozenset[str]] = {}
+        self._allowed_snap: Snapshot | None = None
         self._audited: set[tuple] = set()
         self._claims_seen: set[str] = set()
         self._published: list = []
@@ -209,8 +216,9 @@ class DispatchGuard:
         ck = self._previous.get(task)
         return [u for u in ck.uses if u.direction == "consumed"] if ck else []
 
-    def predicted(self, task: str) -> dict[str, tuple[str, list[Candidate]]]:
-        """``kind:name`` -> (kind, candidates) for every use the task is expected to make."""
+    def predicted(self, task: str, pool: str | None = None) -> dict[str, tuple[str, list[Candidate]]]:
+        """``kind:name`` -> (kind, candidates) for every use the task is expected to make;
+        ``pool`` is the pool of the agent it would run on, when the run places work."""
         spec = self.wf.tasks[task]
         scan = scan_task(spec.fn)
         refs = list(spec.uses) + list(scan.refs)
@@ -235,8 +243,7 @@ class DispatchGuard:
                 out[f"{r.kind}:{r.name}"] = (r.kind, [Candidate(r.name, r.version or "unversioned")])
         for dist, version in scan.libraries.items():
             out.setdefault(f"lib:{dist}", ("lib", [Candidate(dist, version)]))
-        pools = list(spec.pools) or ["local"]
-        out["compute:*"] = ("compute", [Candidate(p, self.hardware, rank=i) for i, p in enumerate(pools)])
+        out["compute:*"] = ("compute", self._pool_candidates(task, pool))
         return out
 
     def _claim_candidates(self, key: str) -> list[Candidate]:
@@ -259,11 +266,13 @@ class DispatchGuard:
                     out.append(Exposure(kind, name, version, status, via=f"input {p[:12]}"))
         return out
 
-    def decide(self, task: str, parents: Sequence[str], now: float | None = None) -> Decision:
-        """The oversight decision for dispatching ``task`` built on ``parents``."""
+    def decide(self, task: str, parents: Sequence[str], now: float | None = None,
+               pool: str | None = None) -> Decision:
+        """The oversight decision for dispatching ``task`` built on ``parents``
+        (on an agent of ``pool``, when the run places work)."""
         snap = self.snapshot(now)
         dep = Dependent(self.run.id, self.wf.name, task, self.dependent.tags, self.run.campaign)
-        uses = self.predicted(task)
+        uses = self.predicted(task, pool)
         # A degraded or retracted pool takes no new work: only healthy pools are candidates.
         kind, pools = uses.pop("compute:*")
         healthy = [c for c in snap.with_statuses(kind, pools) if c.status not in BAD_STATES]
@@ -271,26 +280,110 @@ class DispatchGuard:
             uses["compute:*"] = (kind, healthy)
         return decide(snap, dep, uses, self._inherited(parents, snap))
 
+    # ---------------------------------------------------------- placement
+
+    def placing(self, pools: Mapping[str, Iterable[str]]) -> None:
+        """The run places work by compute pool: ``pools`` maps every pool that
+        has agents in this run to the roles its agents hold. From then on a
+        run lease is admitted only on an agent of a pool :meth:`allowed`
+        names for its task (without this call every agent serves every pool,
+        and the pool a task records is the one :meth:`decide` chose)."""
+        self.pools = {name: frozenset(roles) for name, roles in pools.items()}
+        self._allowed, self._allowed_snap = {}, None
+
+    def allowed(self, task: str, now: float | None = None) -> frozenset[str] | None:
+        """The pools whose agents may run ``task`` now; None when the run does not
+        place work. A task that names pools runs on the first of them (in the
+        order given, after pins and policy reroutes) that is healthy and has an
+        agent of its role; one that names none, on any such pool of the run.
+        Empty when there is none: the task is held. Computed once per task and
+        oversight snapshot."""
+        if self.pools is None:
+            return None
+        snap = self.snapshot(now)
+        if snap is not self._allowed_snap:
+            self._allowed, self._allowed_snap = {}, snap
+        found = self._allowed.get(task)
+        if found is None:
+            found = self._allowed[task] = self._place(task, snap)
+        return found
+
+    def _staffed(self, task: str) -> list[str]:
+        """The run's pools with an agent of ``task``'s role, in the order given."""
+        role = self.wf.tasks[task].role
+        return [name for name, roles in (self.pools or {}).items() if role in roles]
+
+    def _pool_candidates(self, task: str, pool: str | None = None) -> list[Candidate]:
+        """The compute pools ``task`` may use, in preference order: those it
+        names (or ``local``) when the run does not place work; else those of
+        them with agents of its role, or -- naming none -- ``pool``, the pool
+        of the agent it goes to (every staffed pool of the run without one)."""
+        named = list(self.wf.tasks[task].pools)
+        if self.pools is None:
+            names = named or ["local"]
+        elif named:
+            staffed = set(self._staffed(task))
+            names = [p for p in named if p in staffed]
+        else:
+            names = [pool] if pool is not None else self._staffed(task)
+        return [Candidate(p, self.hardware, rank=i) for i, p in enumerate(names)]
+
+    def _place(self, task: str, snap: Snapshot) -> frozenset[str]:
+        dep = Dependent(self.run.id, self.wf.name, task, self.dependent.tags, self.run.campaign)
+        cands = [c for c in snap.with_statuses("compute", self._pool_candidates(task)) if c.status not in BAD_STATES]
+        if self.wf.tasks[task].pools:
+            res = resolve(snap, dep, "compute", cands) if cands else None
+            return frozenset() if res is None else frozenset({res.choice.name})
+        if snap.quiet:
+            return frozenset(c.name for c in cands)
+        return frozenset(c.name for c in cands if resolve(snap, dep, "compute", [c]) is not None)
+
+    def _no_pool(self, task: str, snap: Snapshot, pool: str | None = None) -> str:
+        """Why ``task`` cannot be placed: each pool it may use and what is wrong with it."""
+        allowed = self.allowed(task) if self.pools is not None else None
+        if allowed:
+            return f"task {task!r} runs on pool {', '.join(sorted(allowed))}, not on pool {pool}"
+        spec = self.wf.tasks[task]
+        named = list(spec.pools) or (list(self.pools) if self.pools is not None else ["local"])
+        why = []
+        for p in named:
+            status = snap.status("compute", p, self.hardware)
+            if status in BAD_STATES or status is AssetStatus.REVALIDATING:
+                why.append(f"{p} ({status.name.lower()})")
+            elif self.pools is not None and p not in self.pools:
+                why.append(f"{p} (no agents in this run)")
+            elif self.pools is not None and spec.role not in self.pools[p]:
+                why.append(f"{p} (no agent with role {spec.role!r})")
+            else:
+                why.append(f"{p} (not served by policy)")
+        if not named:
+            why.append("the run has no pools")
+        return f"no healthy compute pool for task {task!r}: {', '.join(why)}"
+
     # ----------------------------------------------------------- dispatch
 
-    def admit(self, agent: str, lease: Lease, parents: Sequence[str], now: float) -> bool:
-        """Whether ``lease`` (a run lease) may be dispatched now; if not, it is held."""
+    def admit(self, agent: str, lease: Lease, parents: Sequence[str], now: float, pool: str | None = None) -> bool:
+        """Whether ``lease`` (a run lease) may be dispatched now to ``agent`` (of
+        ``pool``, when the run places work); if not, it is held."""
         task = lease.task
         snap = self.snapshot(now)
+        if self.pools is not None and pool not in (self.allowed(task, now) or ()):
+            self._hold(agent, lease, self._no_pool(task, snap, pool), now)
+            return False
         sandbox_from = next((p for p in parents if p in self.untrusted), None)
         if snap.quiet and not sandbox_from:
             self._admitted(lease, task, None, now)
             return True
-        decision = self.decide(task, parents, now)
+        decision = self.decide(task, parents, now, pool)
         self._audit_effects(decision, task, now)
         reason = None
         causes = [e.exposure.ref for e in decision.directive.enforced if e.action.kind == "throttle"]
         if "compute:*" not in decision.resolutions:
-            reason = "no healthy compute pool: " + ", ".join(self.wf.tasks[task].pools or ("local",))
+            reason = self._no_pool(task, snap, pool)
         elif decision.pause:
             reason = "; ".join(r for r in decision.directive.reasons() if ": pause (" in r) or "paused by policy"
         elif decision.caps:
-            over = decision.directive.over_cap(self._running(now))
+            over = self._take_slot(lease, decision, now)
             if over is not None:
                 asset, cap, n = over
                 reason = f"{asset} is throttled to {cap} running dependent(s) ({n} running across the fleet)"
@@ -315,10 +408,6 @@ class DispatchGuard:
         pool = decision.resolutions.get("compute:*")
         if pool is not None:
             self.pool_of[task] = pool.choice
-        exposed = {f"{e.kind}:{e.name}" for e in decision.exposures()}
-        if decision.caps:
-            self.exposure_of[lease.token] = exposed
-            self.store.record_exposure(self.run.id, task, lease.attempt, lease.token, exposed, now)
 
     def _hold(self, agent: str, lease: Lease, reason: str, now: float, causes: Sequence[str] = ()) -> None:
         first = lease.token not in self.held
@@ -355,8 +444,36 @@ class DispatchGuard:
         once, and every other run's from the store (at most ``refresh`` old)."""
         if self._fleet is None or now - self._fleet_at >= self.refresh:
             self._fleet, self._fleet_at = self.store.running_exposures(now, exclude_run=self.run.id), now
-        own = [Running(self.dependent, frozenset(assets)) for assets in self.exposure_of.values()]
-        return own + self._fleet
+        return self._own() + self._fleet
+
+    def _own(self) -> list[Running]:
+        return [Running(self.dependent, frozenset(assets)) for assets in self.exposure_of.values()]
+
+    def _take_slot(self, lease: Lease, decision: Decision, now: float) -> tuple[str, int, int] | None:
+        """Take a slot under every cap of ``decision`` for ``lease``, or say which
+        cap is full (``(asset, cap, running)``, as :meth:`Directive.over_cap`).
+
+        A cap already full in the cached fleet view (:meth:`_running`) holds
+        the task without a store round trip. Otherwise the store decides and
+        records the admission in one step (:meth:`Store.admit_exposure`),
+        counting this run's running tasks and every other run's as they are
+        at that moment, so runs admitting at the same instant, here or on
+        other coordinators, never take the same last slot; the fleet view it
+        read refreshes the cache.
+        """
+        directive = decision.directive
+        over = directive.over_cap(self._running(now))
+        if over is not None:
+            return over
+        own = self._own()
+        exposed = {f"{e.kind}:{e.name}" for e in decision.exposures()}
+        over, self._fleet = self.store.admit_exposure(
+            self.run.id, lease.task, lease.attempt, lease.token, exposed, now,
+            lambda fleet: directive.over_cap(own + fleet))
+        self._fleet_at = now
+        if over is None:
+            self.exposure_of[lease.token] = exposed
+        return over
 
     def stop_waiting(self, now: float) -> bool:
         """Nothing runs but held work: True to stop the run now (``interrupted``),
@@ -405,16 +522,17 @@ class DispatchGuard:
 
     # -------------------------------------------------------- checkpoints
 
-    def record(self, task: str, outcome: TaskOutcome) -> None:
+    def record(self, task: str, outcome: TaskOutcome, pool: str | None = None) -> None:
         """Before a checkpoint is built: add the uses the runtime knows of
-        (libraries the task's code uses, the compute pool it ran on)."""
+        (libraries the task's code uses, the compute pool it ran on: ``pool``,
+        its agent's, when the run places work)."""
         have = {(u.kind, u.name) for u in outcome.uses}
         for dist, version in scan_task(self.wf.tasks[task].fn).libraries.items():
             if ("lib", dist) not in have:
                 outcome.uses.append(AssetUse("lib", dist, version, "consumed"))
         if not any(u.kind == "compute" for u in outcome.uses):
-            pool = self.pool_of.get(task)
-            name = pool.name if pool else (self.wf.tasks[task].pools or ("local",))[0]
+            chosen = self.pool_of.get(task)
+            name = pool or (chosen.name if chosen else (self.wf.tasks[task].pools or ("local",))[0])
             outcome.uses.append(AssetUse("compute", name, self.hardware, "consumed"))
 
     def written(self, ck: CheckpointRecord, outcome: TaskOutcome, token: int | None = None) -> None:

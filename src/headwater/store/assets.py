@@ -38,16 +38,16 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from headwater.errors import NotFound, StoreError
 from headwater.oversight.engine import RANGE_PREFIX, Snapshot, range_of
-from headwater.oversight.lineage import BlastRadius, CheckpointInfo, Hop, blast_radius, select_versions
+from headwater.oversight.lineage import BlastRadius, CheckpointInfo, Hop, Reached, blast_radius, select_versions
 from headwater.oversight.monitors import ClaimObs, RedundancyObs, VerificationObs
 from headwater.oversight.policy import Dependent, Policy, Running, policy_from_doc
 from headwater.oversight.refs import AssetRef, parse_ref
@@ -71,6 +71,10 @@ WALK_BIG_FRONTIER = 5_000
 """From this many checkpoints in a frontier, a PostgreSQL hop of :class:`DatabaseWalk`
 is planned with statistics and hash joins."""
 
+WALK_WORK_MEM = "64MB"
+"""PostgreSQL ``work_mem`` for the final read of a large radius, so that hashing
+the checkpoints it joins stays in memory."""
+
 WALKS = ("index", "database", "hops")
 """The blast-radius walks :meth:`OversightStore.blast_radius` knows."""
 
@@ -80,6 +84,11 @@ the lease; later, its coordinator is taken for dead."""
 
 IN_CHUNK = 2000
 """Values per IN list elsewhere (well under both dialects' parameter limits)."""
+
+PG_CAP_LOCK = 0x43A9_1E57_0B6D_22F1
+"""Key of the PostgreSQL advisory lock that serialises admissions under fleet-wide caps."""
+
+Refusal = TypeVar("Refusal")
 
 
 def split_subject(subject: str) -> tuple[str, str, str]:
@@ -416,6 +425,8 @@ class DatabaseWalk:
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
+        self.size = 0
+        """How many checkpoints the walk reached."""
 
     def _c(self, expr: Any) -> Any:
         return sa.collate(expr, "C") if self.pg else expr
@@ -426,14 +437,15 @@ class DatabaseWalk:
             return result
         conn = self.conn
         self.VISIT.create(conn)
-        conn.execute(self._query("seeds"), {"kind": ref.kind, "prefix": ref.kind + ":", "versions": list(selected)})
+        seeds = conn.execute(self._query("seeds"), {"kind": ref.kind, "prefix": ref.kind + ":",
+                                                    "versions": list(selected)})
         depth = 1
-        hop, reached = self._query("hop"), self._query("reached")
-        size = conn.scalar(reached, {"next": 1})
+        hop = self._query("hop")
+        size = self.size = self._inserted(seeds, 1)
         while depth < max_depth and size:
             self._plan_for(size)
-            conn.execute(hop, {"depth": depth, "next": depth + 1})
-            size = conn.scalar(reached, {"next": depth + 1})
+            size = self._inserted(conn.execute(hop, {"depth": depth, "next": depth + 1}), depth + 1)
+            self.size += size
             depth += 1
         if not self.pg:
             conn.exec_driver_sql(f"ANALYZE {self.VISIT.name}")
@@ -447,9 +459,14 @@ class DatabaseWalk:
             _QUERIES[key] = getattr(self, f"_{name}")()
         return _QUERIES[key]
 
+    def _inserted(self, done: sa.CursorResult, depth: int) -> int:
+        """How many checkpoints a hop reached: the row count of its ``INSERT ...
+        SELECT``, counted in the visited table for a driver that does not report it."""
+        if done.rowcount >= 0:
+            return done.rowcount
+        return self.conn.scalar(self._query("reached"), {"next": depth})
+
     def _reached(self) -> Any:
-        """How many checkpoints the last hop reached (rowcounts of ``INSERT ...
-        SELECT`` are not reported by every driver)."""
         v = self.VISIT
         return sa.select(sa.func.count()).select_from(v).where(v.c.depth == sa.bindparam("next"))
 
@@ -741,16 +758,13 @@ INDEX_VISIT = sa.Table(
     "hw_lineage_visit", _WALK,
     sa.Column("node", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("depth", sa.Integer(), nullable=False),
-    sa.Column("id", sa.String(), nullable=False),
-    sa.Column("prev", sa.String(), nullable=True),
+    sa.Column("prev", sa.Integer(), nullable=True),
     sa.Column("via", sa.String(), nullable=False),
-    sa.Column("outputs", sa.Text(), nullable=False),
     sa.Index("ix_hw_lineage_visit_depth", "depth"),
     prefixes=["TEMPORARY"],
 )
-"""The nodes :class:`IndexWalk` reached: depth, checkpoint id, first link and
-outputs (copied from the node as it is reached, so the final read needs only
-the ``checkpoint`` table)."""
+"""The nodes :class:`IndexWalk` reached: depth and first link (the node it was
+reached from and the label in between), integers but for the label."""
 
 
 class IndexEdges(StoreEdges):
@@ -766,77 +780,97 @@ class IndexWalk(DatabaseWalk):
 
     The same hops, tie-breaks and :class:`BlastRadius`, over integers: the
     first hop reads the nodes that used the selected versions from
-    ``lineage_use``, each next hop follows ``lineage_edge`` (one index
-    range per visited node, instead of some ten lookups over text keys
-    through four tables), and the outputs of the radius come with its
-    nodes, as their JSON arrays, parsed at once. Only the final read of
-    the visited checkpoints' run, task and status goes to the
-    ``checkpoint`` table: those are read as they are now.
+    ``lineage_use`` alone, each next hop follows ``lineage_edge`` (one
+    index range per visited node, instead of some ten lookups over text
+    keys through four tables), and a visited node keeps only its depth and
+    its link (the node it was reached from, as an integer, and the label in
+    between); the checkpoint ids a hop breaks ties on are looked up for
+    the edges that reach new nodes only. The final read takes, per visited
+    node, its checkpoint id and outputs (the node's JSON array) and its
+    checkpoint's run, task and status as they are now, and hands them to
+    the :class:`BlastRadius` as columns (:meth:`BlastRadius.fill`), which
+    counts from them and builds its dictionaries only when they are read.
     """
 
     VISIT = INDEX_VISIT
-    FILLED = ["node", "depth", "id", "prev", "via", "outputs"]
+    FILLED = ["node", "depth", "prev", "via"]
+    _mode: str | None = None
+    """The PostgreSQL join plan set for the walk's transaction: ``lookups`` or ``hashing``."""
 
     def _plan_for(self, size: int, analyze: bool = True) -> None:
         """On PostgreSQL, index lookups whatever the frontier's size: over integer
         keys they beat hashing whole tables even for the largest radius, and
-        the visited table needs no statistics (``ANALYZE``) for that."""
-        if self.pg:
+        the visited table needs no statistics (``ANALYZE``) for that. The
+        final read of a large radius may hash (see :meth:`_read_into`)."""
+        if self.pg and self._mode != "lookups":
+            self._mode = "lookups"
             self.conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
 
     def _seeds(self) -> Any:
-        a, u, n = t.lineage_asset, t.lineage_use, t.lineage_node
+        a, u = t.lineage_asset, t.lineage_use
         edges = (
-            sa.select(u.c.node, n.c.checkpoint_id.label("id"), sa.null().label("prev"),
+            sa.select(u.c.node, sa.cast(sa.null(), sa.Integer).label("prev"),
                       (sa.bindparam("prefix", type_=sa.String) + a.c.name + "@" + a.c.version).label("via"),
-                      n.c.outputs, a.c.name, a.c.version)
+                      a.c.name, a.c.version)
             .select_from(a)
             .join(u, u.c.asset == a.c.id)
-            .join(n, n.c.id == u.c.node)
             .where(a.c.kind == sa.bindparam("kind"),
                    sa.tuple_(a.c.name, a.c.version).in_(sa.bindparam("versions", expanding=True)))
         ).subquery("edges")
         ranked = sa.select(edges, sa.func.row_number().over(
             partition_by=edges.c.node, order_by=(self._c(edges.c.name), self._c(edges.c.version))).label("rn")
         ).subquery("ranked")
-        rows = sa.select(ranked.c.node, sa.literal(1), ranked.c.id, ranked.c.prev, ranked.c.via, ranked.c.outputs) \
-            .where(ranked.c.rn == 1)
+        rows = sa.select(ranked.c.node, sa.literal(1), ranked.c.prev, ranked.c.via).where(ranked.c.rn == 1)
         return sa.insert(INDEX_VISIT).from_select(self.FILLED, rows)
 
     def _hop(self) -> Any:
+        """The nodes that follow the frontier and were not reached yet, each with its
+        smallest link; the checkpoint ids ties break on are looked up only for
+        those edges."""
         p, seen, e, n = INDEX_VISIT.alias("p"), INDEX_VISIT.alias("seen"), t.lineage_edge, t.lineage_node
-        edges = (
-            sa.select(e.c.child.label("node"), p.c.id.label("prev"), e.c.via)
+        fresh = (
+            sa.select(e.c.child.label("node"), p.c.node.label("prev"), e.c.via)
             .select_from(p).join(e, e.c.parent == p.c.node)
             .where(p.c.depth == sa.bindparam("depth"), ~sa.exists().where(seen.c.node == e.c.child))
-        ).subquery("edges")
+        ).cte("fresh").prefix_with("MATERIALIZED", dialect="postgresql")
+        edges = sa.select(fresh, n.c.checkpoint_id.label("prev_id")).join(n, n.c.id == fresh.c.prev).subquery("edges")
         ranked = sa.select(edges, sa.func.row_number().over(
-            partition_by=edges.c.node, order_by=(self._c(edges.c.prev), self._c(edges.c.via))).label("rn")
+            partition_by=edges.c.node, order_by=(self._c(edges.c.prev_id), self._c(edges.c.via))).label("rn")
         ).subquery("ranked")
-        rows = (sa.select(ranked.c.node, sa.bindparam("next"), n.c.checkpoint_id, ranked.c.prev, ranked.c.via,
-                          n.c.outputs)
-                .join(n, n.c.id == ranked.c.node).where(ranked.c.rn == 1))
+        rows = sa.select(ranked.c.node, sa.bindparam("next"), ranked.c.prev, ranked.c.via).where(ranked.c.rn == 1)
         return sa.insert(INDEX_VISIT).from_select(self.FILLED, rows)
 
     @staticmethod
     def _visited() -> Any:
-        v, c = INDEX_VISIT, t.checkpoint
-        return (sa.select(v.c.id, *DatabaseWalk._head(c), v.c.depth, v.c.prev, v.c.via, v.c.outputs)
-                .select_from(v).join(c, c.c.id == v.c.id))
+        v, c, n = INDEX_VISIT, t.checkpoint, t.lineage_node
+        return (sa.select(n.c.checkpoint_id, *DatabaseWalk._head(c), v.c.depth, v.c.node, v.c.prev, v.c.via,
+                          n.c.outputs)
+                .select_from(v).join(n, n.c.id == v.c.node).join(c, c.c.id == n.c.checkpoint_id))
 
     def _read_into(self, result: BlastRadius, max_depth: int) -> None:
-        visited = _plain_rows(self.conn, self._query("visited"), {})
-        self._visited_into(result, visited)
-        outputs = json.loads("[" + ",".join(map(itemgetter(9), visited)) + "]")
-        depths, producers = result.depths, result.producers
-        for row, labels in zip(visited, outputs):
-            cid, d = row[0], row[6]
-            if d < max_depth:
-                for label in labels:
-                    old = producers.get(label)
-                    if old is None or (d, cid) < (depths[label], old):
-                        producers[label] = cid
-                        depths[label] = d
+        """One read of the radius, handed to ``result`` as columns (:meth:`BlastRadius.fill`),
+        in the order the index numbered the checkpoints. On PostgreSQL a large
+        radius is read with hash joins, which beat as many index lookups, in
+        memory (:data:`WALK_WORK_MEM`)."""
+        if self.pg and self.size >= WALK_BIG_FRONTIER:
+            self._mode = "hashing"
+            self.conn.exec_driver_sql("SET LOCAL enable_hashjoin = on")
+            self.conn.exec_driver_sql(f"SET LOCAL work_mem = '{WALK_WORK_MEM}'")
+        rows = _plain_rows(self.conn, self._query("visited"), {})
+        rows.sort(key=itemgetter(7))
+        ids, run_ids, workflows, tasks, statuses, seqs, depths, nodes, prevs, vias, outputs = _columns(rows, 11)
+        id_of: dict[int | None, str | None] = dict(zip(nodes, ids))
+        id_of[None] = None
+        if depths and max(depths) >= max_depth:
+            outputs = tuple(o if d < max_depth else "[]" for o, d in zip(outputs, depths))
+        labels = json.loads("[" + ",".join(outputs) + "]")
+        result.fill(Reached(ids, run_ids, workflows, tasks, statuses, seqs, depths,
+                            list(map(id_of.__getitem__, prevs)), vias, labels))
+
+
+def _columns(rows: list[tuple], width: int) -> list[Any]:
+    """``rows`` as ``width`` columns (tuples), empty ones for no rows."""
+    return list(zip(*rows)) if rows else [()] * width
 
 
 def _query(conn: sa.Connection, name: str, build: Any) -> Any:
@@ -1383,12 +1417,34 @@ class OversightStore:
     def record_exposure(self, run_id: str, task: str, attempt: int, fencing: int, assets: Iterable[str],
                         now: float | None = None) -> None:
         """A task was admitted using capped ``kind:name`` assets: an ``exposure``
-        event, which :meth:`running_exposures` counts while the task runs."""
-        e = t.event
+        event, which :meth:`running_exposures` counts while the task runs.
+        Admissions that must not overfill a cap go through :meth:`admit_exposure`."""
         with self.transaction() as conn:
-            conn.execute(sa.insert(e), {"ts": now or time.time(), "kind": "exposure", "run_id": run_id, "task": task,
-                                        "attempt": attempt, "agent": None,
-                                        "data": {"assets": sorted(assets), "fencing": fencing}})
+            conn.execute(sa.insert(t.event), _exposure_row(run_id, task, attempt, fencing, assets, now))
+
+    def admit_exposure(self, run_id: str, task: str, attempt: int, fencing: int, assets: Iterable[str], now: float,
+                       refuse: Callable[[list[Running]], Refusal | None]) -> tuple[Refusal | None, list[Running]]:
+        """Admit a task under fleet-wide caps, atomically with every other admission.
+
+        In one write transaction, which admissions to capped work take in
+        turn (on PostgreSQL under an advisory lock, :data:`PG_CAP_LOCK`; on
+        SQLite the write lock, which ``BEGIN IMMEDIATE`` takes up front):
+        read the tasks running now in the other runs
+        (:meth:`running_exposures`, ``exclude_run=run_id``), ask
+        ``refuse(running)`` -- the caller's decision; None admits -- and,
+        if admitted, record the exposure (as :meth:`record_exposure`) before
+        the next admission may read. Two coordinators racing for a cap's
+        last slot cannot both take it. Returns what ``refuse`` returned and
+        the running tasks it was given.
+        """
+        with self.transaction() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_CAP_LOCK)))
+            running = _running_exposures(conn, now, run_id)
+            refused = refuse(running)
+            if refused is None:
+                conn.execute(sa.insert(t.event), _exposure_row(run_id, task, attempt, fencing, assets, now))
+            return refused, running
 
     def running_exposures(self, now: float, *, exclude_run: str | None = None) -> list[Running]:
         """Tasks of running runs that are running now, with the capped assets they
@@ -1400,28 +1456,8 @@ class OversightStore:
         batches, a few tens of milliseconds apart) for less than
         :data:`EXPOSURE_GRACE` seconds.
         """
-        e, ti, r = t.event, t.task_instance, t.run
-        query = (
-            sa.select(e.c.id, e.c.ts, e.c.run_id, e.c.task, e.c.data, r.c.workflow, r.c.tags, r.c.campaign,
-                      ti.c.state, ti.c.fencing, ti.c.lease_expiry, ti.c.updated_at)
-            .join(r, r.c.id == e.c.run_id)
-            .outerjoin(ti, sa.and_(ti.c.run_id == e.c.run_id, ti.c.task == e.c.task))
-            .where(e.c.kind == "exposure", r.c.status == "running")
-            .order_by(e.c.id)
-        )
-        if exclude_run is not None:
-            query = query.where(e.c.run_id != exclude_run)
         with self._read() as conn:
-            latest = {(row.run_id, row.task): row for row in conn.execute(query)}
-        out = []
-        for row in latest.values():
-            unwritten = (row.updated_at is None or row.updated_at < row.ts) and now - row.ts < EXPOSURE_GRACE
-            leased = row.state == "leased" and row.fencing == row.data.get("fencing") \
-                and (row.lease_expiry is None or row.lease_expiry > now)
-            if unwritten or leased:
-                dep = Dependent(row.run_id, row.workflow, row.task, frozenset(row.tags or ()), row.campaign)
-                out.append(Running(dep, frozenset(row.data.get("assets", ()))))
-        return out
+            return _running_exposures(conn, now, exclude_run)
 
     def events_of_kind(self, kind: str) -> list[EventRecord]:
         e = t.event
@@ -1432,3 +1468,33 @@ class OversightStore:
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
     return dialect_insert(conn, table)
 
+
+def _exposure_row(run_id: str, task: str, attempt: int, fencing: int, assets: Iterable[str],
+                  now: float | None) -> dict[str, Any]:
+    return {"ts": now or time.time(), "kind": "exposure", "run_id": run_id, "task": task, "attempt": attempt,
+            "agent": None, "data": {"assets": sorted(assets), "fencing": fencing}}
+
+
+def _running_exposures(conn: sa.Connection, now: float, exclude_run: str | None) -> list[Running]:
+    """:meth:`OversightStore.running_exposures` on ``conn``."""
+    e, ti, r = t.event, t.task_instance, t.run
+    query = (
+        sa.select(e.c.id, e.c.ts, e.c.run_id, e.c.task, e.c.data, r.c.workflow, r.c.tags, r.c.campaign,
+                  ti.c.state, ti.c.fencing, ti.c.lease_expiry, ti.c.updated_at)
+        .join(r, r.c.id == e.c.run_id)
+        .outerjoin(ti, sa.and_(ti.c.run_id == e.c.run_id, ti.c.task == e.c.task))
+        .where(e.c.kind == "exposure", r.c.status == "running")
+        .order_by(e.c.id)
+    )
+    if exclude_run is not None:
+        query = query.where(e.c.run_id != exclude_run)
+    latest = {(row.run_id, row.task): row for row in conn.execute(query)}
+    out = []
+    for row in latest.values():
+        unwritten = (row.updated_at is None or row.updated_at < row.ts) and now - row.ts < EXPOSURE_GRACE
+        leased = row.state == "leased" and row.fencing == row.data.get("fencing") \
+            and (row.lease_expiry is None or row.lease_expiry > now)
+        if unwritten or leased:
+            dep = Dependent(row.run_id, row.workflow, row.task, frozenset(row.tags or ()), row.campaign)
+            out.append(Running(dep, frozenset(row.data.get("assets", ()))))
+    return out
