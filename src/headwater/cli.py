@@ -89,6 +89,30 @@ def _parse_params(items: list[str]) -> dict[str, str]:
     return params
 
 
+def _parse_pools(items: list[str], workers: int | None) -> dict[str, int] | None:
+    """``--pool NAME=N`` options as ``RunOptions.pools``; None when there are none."""
+    if not items:
+        return None
+    pools: dict[str, int] = {}
+    for item in items:
+        name, sep, count = item.rpartition("=")
+        name = name.strip()
+        try:
+            n = int(count)
+        except ValueError:
+            n = 0
+        if not sep or not name or n < 1:
+            raise HeadwaterError(f"--pool {item!r}: expected NAME=N with N >= 1 agents (e.g. --pool gpu=2)")
+        if name in pools:
+            raise HeadwaterError(f"--pool {name!r} is given twice: give each pool once, with its number of agents")
+        pools[name] = n
+    total = sum(pools.values())
+    if workers not in (None, 0, total):
+        raise HeadwaterError(f"--workers {workers} disagrees with --pool, which gives {total} agent(s): "
+                             "leave out --workers (or use --workers 0 to run the pools' agents inline)")
+    return pools
+
+
 def _speculate(value: str) -> int | str:
     if value in ("off", "0"):
         return 0
@@ -139,7 +163,10 @@ def _summary_table(summary) -> Table:
 def run(
     file: Path = typer.Argument(..., help="Workflow file: a .py defining a Workflow, or a .yaml spec."),
     param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE, repeatable."),
-    workers: int = typer.Option(2, "--workers", "-w", help="Local agent processes (0 = run inline, for debugging)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w",
+                                          help="Local agent processes (default 2; 0 = run inline, for debugging)."),
+    pool: list[str] = typer.Option([], "--pool", help="NAME=N, repeatable: N local agents in compute pool NAME "
+                                   "(instead of --workers); tasks that name pools run only on their agents."),
     seed: int = typer.Option(0, "--seed", help="Run seed; each task's seed derives from it."),
     why: Optional[str] = typer.Option(None, "--why", help="Why this run differs from the last (goes into spec diffs)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every task even when a committed result matches."),
@@ -162,6 +189,8 @@ def run(
     """Run a workflow with local agents, writing a signed checkpoint per task.
 
     Example: headwater run examples/heat_diffusion.py --param alpha=0.02 --seed 7 --why "faster diffusion"
+
+    Example (compute pools): headwater run train.py --pool gpu-a=2 --pool gpu-b=2
     """
     from headwater.runtime import RunOptions, run_workflow
     from headwater.spec import load_workflow
@@ -169,7 +198,10 @@ def run(
     _read_environment_meanwhile(file)
     wf = load_workflow(file, name)
     ws = _ws()
-    options = RunOptions(workers=workers, seed=seed, why=why, no_cache=no_cache, campaign=campaign,
+    pools = _parse_pools(pool, workers)
+    if workers is None:
+        workers = sum(pools.values()) if pools else 2
+    options = RunOptions(workers=workers, pools=pools, seed=seed, why=why, no_cache=no_cache, campaign=campaign,
                          speculate=_speculate(speculate), executor=executor, scheduler_address=scheduler_address,
                          roles=[[r.strip() for r in item.split(",") if r.strip()] for item in roles] or None,
                          predict=predict, recheck=recheck, backup_stragglers=backup_stragglers, log_json=log_json)
@@ -218,6 +250,7 @@ def _finish(summary, as_json: bool) -> None:
 def resume(
     run_id: str = typer.Argument(..., help="Run id (or unique prefix) to continue."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Override the run's agent count."),
+    pool: list[str] = typer.Option([], "--pool", help="NAME=N, repeatable: override the run's compute pools."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Continue a run whose coordinator died; finished tasks are not run again.
@@ -226,8 +259,11 @@ def resume(
     """
     from headwater.runtime import resume_run
 
+    pools = _parse_pools(pool, workers)
+    if pools and workers is None:
+        workers = sum(pools.values())
     ws = _ws()
-    summary = run_with_progress(lambda cb: resume_run(ws, run_id, cb, workers), 0, quiet=as_json)
+    summary = run_with_progress(lambda cb: resume_run(ws, run_id, cb, workers, pools=pools), 0, quiet=as_json)
     _finish(summary, as_json)
 
 

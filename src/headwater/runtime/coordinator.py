@@ -6,7 +6,9 @@ One loop, one thread, plus a store writer process. Each turn it
    slots (verification first, then runs, best first), looks up the cache
    for all new run leases in one query, and hands each agent its messages in
    one batch; an agent with free slots and nothing to claim steals queued,
-   not yet started work from the busiest agent; on chains of short tasks a
+   not yet started work from the busiest agent (of its own compute pool,
+   when the run places work by pool: agents then claim only tasks their
+   pool may run, see :class:`RunOptions`); on chains of short tasks a
    run message carries the next tasks of the chain, which the agent runs
    straight after it and which are leased to it, result in hand, once the
    task before them is in (no round trip per task);
@@ -117,6 +119,15 @@ class RunOptions:
     ``backup_stragglers`` gives work that runs ``straggler_factor`` times
     longer than expected a backup copy on another agent; the first result
     wins. ``log_json`` also writes the structured log to standard error.
+
+    ``pools`` places work by compute pool: pool name -> number of local
+    agents in it (agents 1, 2, ... in that order; the run then has their sum
+    of agents, and ``workers`` only says whether they run inline (0) or as
+    processes). A task that names pools runs only on an agent of the first
+    of them that is healthy and has agents of its role; a task that names
+    none, on an agent of any healthy pool; work stealing and straggler
+    backups stay within the pool. Without ``pools`` every agent takes every
+    task, as pool ``local``.
     """
 
     workers: int = 2
@@ -138,6 +149,7 @@ class RunOptions:
     log_file: bool = True
     max_refutations: int = 3
     hold: float = 0.0  # seconds to wait for work paused by oversight before stopping as interrupted
+    pools: dict[str, int] | None = None
 
 
 @dataclass
@@ -227,6 +239,9 @@ class Coordinator:
                                predict=options.predict, max_refutations=options.max_refutations)
         self.roles = frozenset({t.role for t in wf.tasks.values()} | {t.verifier_role for t in wf.tasks.values()})
         self.agent_roles = [frozenset(r) for r in options.roles] if options.roles else None
+        self.agent_pools = _pool_slots(options.pools, run.id)
+        self.placed = self.agent_pools is not None
+        self._agent_pool: dict[str, str] = {}
         self.ckpt_of: dict[str, CheckpointRecord] = {}
         self.invariants_of: dict[str, list[dict]] = {}
         self.inflight: dict[int, _InFlight] = {}
@@ -262,13 +277,15 @@ class Coordinator:
                                    hold=options.hold, previous=self._previous)
         self._prepare_parts()
         needed = max((t.quorum.k for t in wf.tasks.values()), default=0)
-        if needed and options.workers and options.workers < needed + 1:
+        n_agents = len(self.agent_pools) if self.agent_pools is not None else options.workers
+        if needed and n_agents and n_agents < needed + 1:
             raise RunError(
                 f"a task needs {needed} verifier approval(s) from agents other than its producer: "
-                f"run with --workers {needed + 1} or more", run_id=run.id,
+                + (f"give the pools {needed + 1} agents or more" if self.placed else
+                   f"run with --workers {needed + 1} or more"), run_id=run.id,
             )
         if self.agent_roles and options.workers > 0:
-            held = set().union(*self.agent_roles[: max(options.workers, 1)])
+            held = set().union(*self.agent_roles[: max(n_agents, 1)])
             needs = {t.role for t in wf.tasks.values()} | {t.verifier_role for t in wf.tasks.values() if t.quorum.k}
             if needs - held:
                 raise RunError(f"no agent has role(s) {', '.join(sorted(needs - held))}: give some agent "
@@ -299,15 +316,21 @@ class Coordinator:
         if self.options.executor == "dask":
             from headwater.runtime.dask_executor import DaskExecutor
 
-            return DaskExecutor(self.wf, self.store.artifacts.url, self.roles, max(self.options.workers, 1),
-                                claims, self.options.scheduler_address, self.options.prefetch)
+            n_agents = len(self.agent_pools) if self.agent_pools is not None else max(self.options.workers, 1)
+            return DaskExecutor(self.wf, self.store.artifacts.url, self.roles, n_agents,
+                                claims, self.options.scheduler_address, self.options.prefetch,
+                                agent_pools=self.agent_pools)
         if self.options.executor != "local":
             raise RunError(f"unknown executor {self.options.executor!r}: use local or dask", run_id=self.run.id)
         if self.options.workers <= 0:
+            if self.agent_pools is not None:
+                return InlineExecutor(self.wf, self.store.artifacts, self.roles, claims,
+                                      n_agents=len(self.agent_pools), agent_pools=self.agent_pools)
             return InlineExecutor(self.wf, self.store.artifacts, self.roles, claims, n_agents=needed + 1)
+        n_agents = len(self.agent_pools) if self.agent_pools is not None else self.options.workers
         ex = LocalProcessExecutor(
-            self.wf, self.store.artifacts.url, self.roles, self.options.workers, claims, self.options.prefetch,
-            agent_roles=self.agent_roles,
+            self.wf, self.store.artifacts.url, self.roles, n_agents, claims, self.options.prefetch,
+            agent_roles=self.agent_roles, agent_pools=self.agent_pools,
         )
         return ex
 
@@ -368,6 +391,8 @@ class Coordinator:
             self.writer.close()
             raise
         self._ex = executor
+        if self.placed:
+            self._placing(executor)
         try:
             self._loop(executor)
         except BaseException:
@@ -490,7 +515,8 @@ class Coordinator:
                         continue
                     leases = self.sched.claim_verification(agent, info.roles, now, limit=slots)
                     if len(leases) < slots:
-                        leases += self.sched.claim(agent, info.roles, now, limit=slots - len(leases))
+                        leases += self.sched.claim(agent, info.roles, now, limit=slots - len(leases),
+                                                   accept=self._fits(info.pool, now) if self.placed else None)
                     if leases:
                         batches.setdefault(agent, []).extend(leases)
                     elif first:
@@ -530,10 +556,13 @@ class Coordinator:
     def _dispatch_all(self, executor: Executor, batches: dict[str, list[Lease]], now: float) -> int:
         """Turn leases into messages (cache hits finish here); returns the number of cache hits."""
         flights: list[_InFlight] = []
-        for agent, leases in batches.items():
+        for holder, leases in batches.items():
             for lease in leases:
+                agent = holder
+                if lease.kind == "run" and self.placed:
+                    agent, lease = self._place(executor, holder, lease, now)
                 inputs, parents = self._inputs(lease.task)
-                if lease.kind == "run" and not self.guard.admit(agent, lease, parents, now):
+                if lease.kind == "run" and not self.guard.admit(agent, lease, parents, now, pool=self._pool(agent)):
                     self.summary[lease.task].state = "paused"
                     continue
                 key = self._cache_key(lease.task, inputs) if lease.kind == "run" else None
@@ -562,14 +591,17 @@ class Coordinator:
             else:
                 f.msg = Work(lease.token, self.run.id, lease.task, lease.attempt, self.run.params, seed, f.inputs)
                 if getattr(executor, "follow_ons", False):
-                    self._plan_follow_ons(f.msg)
+                    self._plan_follow_ons(f.msg, f.agent, now)
                 self.summary[lease.task].state = "running"
                 self.progress("task", {"task": lease.task, "state": "running"})
                 if lease.speculative:
                     self.rechecks.assume(f.agent, lease)
                 self._task_row(lease.task, now, f)
             self.inflight[lease.token] = f
-            self._event("dispatched", lease.task, lease.attempt, f.agent, {"kind": lease.kind, "token": lease.token})
+            data = {"kind": lease.kind, "token": lease.token}
+            if self.placed:
+                data["pool"] = self._pool(f.agent)
+            self._event("dispatched", lease.task, lease.attempt, f.agent, data)
             out.setdefault(f.agent, []).append(f.msg)
         many = getattr(executor, "submit_many", None)
         for agent, msgs in out.items():
@@ -579,6 +611,58 @@ class Coordinator:
                 for msg in msgs:
                     executor.submit(agent, msg)
         return hits
+
+    # -- compute pools ---------------------------------------------------------
+    def _placing(self, executor: Executor) -> None:
+        """Tell the guard which pools have agents, and with which roles; log who is where."""
+        roles: dict[str, set[str]] = {}
+        members: dict[str, list[str]] = {}
+        for agent, info in executor.agents.items():
+            roles.setdefault(info.pool, set()).update(info.roles)
+            members.setdefault(info.pool, []).append(agent)
+            self._agent_pool[agent] = info.pool
+        self.guard.placing(roles)
+        self._event("agents", data={"pools": members})
+
+    def _pool(self, agent: str) -> str | None:
+        """The pool ``agent`` belongs to, when the run places work by pool."""
+        if not self.placed:
+            return None
+        info = self._ex.agents.get(agent) if self._ex is not None else None
+        if info is not None:
+            self._agent_pool[agent] = info.pool
+            return info.pool
+        return self._agent_pool.get(agent)
+
+    def _fits(self, pool: str | None, now: float) -> Callable[[str], bool]:
+        """Whether an agent of ``pool`` may take a task now: the guard allows its
+        pool, or allows none (the guard then holds the task, saying why)."""
+        allowed = self.guard.allowed
+
+        def fits(task: str) -> bool:
+            where = allowed(task, now)
+            return not where or pool in where
+        return fits
+
+    def _same_pool(self, f: _InFlight, info: Any) -> bool:
+        """Run work moves (stolen, backed up) only within its agent's pool."""
+        return not self.placed or f.lease.kind != "run" or info.pool == self._pool(f.agent)
+
+    def _place(self, executor: Executor, agent: str, lease: Lease, now: float) -> tuple[str, Lease]:
+        """Move a run lease held by ``agent`` to an agent of a pool its task may run
+        on now, when ``agent``'s may not (work held by oversight, offered again
+        after its pool changed): the least loaded agent of the task's role there."""
+        allowed = self.guard.allowed(lease.task, now)
+        if not allowed or self._pool(agent) in allowed:
+            return agent, lease
+        role = self.wf.tasks[lease.task].role
+        queued = getattr(executor, "queued", None)
+        others = [a for a, info in executor.agents.items() if info.pool in allowed and role in info.roles]
+        for other in sorted(others, key=queued) if queued else others:
+            moved = self.sched.reassign(lease.token, other, now)
+            if moved is not None:
+                return other, moved
+        return agent, lease
 
     # -- chains run back to back ------------------------------------------
     def _successor(self, task: str) -> str | None:
@@ -596,15 +680,16 @@ class Coordinator:
             return None
         return child
 
-    def _plan_follow_ons(self, msg: Work) -> None:
-        """On chains of short tasks, let the agent run the next ones straight after ``msg``."""
+    def _plan_follow_ons(self, msg: Work, agent: str, now: float) -> None:
+        """On chains of short tasks, let ``agent`` run the next ones straight after ``msg``
+        (those its pool may run, when the run places work)."""
         recent = self._durations[-64:]
         if len(recent) < 8 or statistics.median(recent) > FOLLOW_BELOW:
             return
         prev, prev_attempt = msg.task, msg.attempt
         while len(msg.then) < FOLLOW_MAX:
             child = self._successor(prev)
-            if child is None:
+            if child is None or (self.placed and self._pool(agent) not in (self.guard.allowed(child, now) or ())):
                 break
             self._pseudo -= 1
             attempt = self.sched.attempt_of(child)
@@ -630,6 +715,8 @@ class Coordinator:
         info = self._ex.agents.get(agent)
         if info is None or self.sched.attempt_of(child) != child_attempt:
             return
+        if self.placed and info.pool not in (self.guard.allowed(child, now) or ()):
+            return
         lease = self.sched.claim_task(agent, info.roles, child, now)
         if lease is None:
             return
@@ -647,7 +734,9 @@ class Coordinator:
         queued = getattr(executor, "queued", None)
         if steal is None or queued is None:
             return
-        busiest = max((a for a in executor.agents if a not in idle), key=queued, default=None)
+        pools = {executor.agents[a].pool for a in idle if a in executor.agents} if self.placed else None
+        busiest = max((a for a, info in executor.agents.items()
+                       if a not in idle and (pools is None or info.pool in pools)), key=queued, default=None)
         if busiest is None:
             return
         spare = queued(busiest) - 1
@@ -670,7 +759,8 @@ class Coordinator:
                 self.wf.tasks[f.lease.task].verifier_role
             target = None
             for other, info in executor.agents.items():
-                if other != agent and role in info.roles and executor.free_slots(other) > 0:
+                if other != agent and role in info.roles and executor.free_slots(other) > 0 \
+                        and self._same_pool(f, info):
                     lease = self.sched.reassign(token, other, now)
                     if lease is not None:
                         target = other
@@ -703,7 +793,8 @@ class Coordinator:
                 continue
             role = self.wf.tasks[f.lease.task].role
             for other, info in executor.agents.items():
-                if other != f.agent and role in info.roles and executor.free_slots(other) > 0:
+                if other != f.agent and role in info.roles and executor.free_slots(other) > 0 \
+                        and self._same_pool(f, info):
                     f.backup = other
                     executor.submit(other, f.msg)
                     self.stats.counts["backups"] += 1
@@ -886,7 +977,7 @@ class Coordinator:
                       cache_hit: str | None) -> CheckpointRecord:
         lease = flight.lease
         task = lease.task
-        self.guard.record(task, outcome)
+        self.guard.record(task, outcome, self._pool(flight.agent))
         manifest: dict[str, Any] = {
             "inputs": {ref: i.sha256 for ref, i in flight.inputs.items()},
             "outputs": {o.name: o.sha256 for o in outcome.outputs},
@@ -1080,6 +1171,23 @@ def _project_dir(wf: Workflow) -> str | None:
     return str(Path(wf.source_file).parent) if wf.source_file else None
 
 
+def _pool_slots(pools: dict[str, int] | None, run_id: str) -> list[str] | None:
+    """The pool of agent 1, 2, ... from ``RunOptions.pools``; None when the run does not place work."""
+    if pools is None:
+        return None
+    slots: list[str] = []
+    for name, count in pools.items():
+        if not isinstance(name, str) or not name.strip():
+            raise RunError(f"pool name {name!r} is empty: name each pool (--pool NAME=N)", run_id=run_id)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise RunError(f"pool {name!r} has {count!r} agents: give each pool 1 or more (--pool {name}=N)",
+                           run_id=run_id)
+        slots += [name] * count
+    if not slots:
+        raise RunError("no pools given: name at least one (--pool NAME=N)", run_id=run_id)
+    return slots
+
+
 def new_run_id() -> str:
     return secrets.token_hex(8)
 
@@ -1090,7 +1198,7 @@ def _run_options(options: RunOptions) -> dict[str, Any]:
             "prefetch": options.prefetch, "executor": options.executor, "roles": options.roles,
             "predict": options.predict, "recheck": options.recheck,
             "backup_stragglers": options.backup_stragglers, "straggler_factor": options.straggler_factor,
-            "max_refutations": options.max_refutations}
+            "max_refutations": options.max_refutations, "pools": options.pools}
 
 
 def run_workflow(ws: Workspace, wf: Workflow, params: dict[str, Any] | None = None,
@@ -1118,8 +1226,9 @@ def run_workflow(ws: Workspace, wf: Workflow, params: dict[str, Any] | None = No
 
 def resume_run(ws: Workspace, run_id: str, progress: ProgressFn | None = None,
                workers: int | None = None, executor: Executor | None = None,
-               log_json: bool = False) -> RunSummary:
-    """Continue a run whose coordinator died; committed tasks are not run again."""
+               log_json: bool = False, pools: dict[str, int] | None = None) -> RunSummary:
+    """Continue a run whose coordinator died; committed tasks are not run again.
+    ``workers`` and ``pools`` override the agents the run was started with."""
     run = ws.store.get_run(run_id)
     if run.status == "succeeded":
         raise RunError(f"run {run.id} already succeeded; nothing to resume", run_id=run.id)
@@ -1144,7 +1253,7 @@ def resume_run(ws: Workspace, run_id: str, progress: ProgressFn | None = None,
                          backup_stragglers=opts.get("backup_stragglers", False),
                          straggler_factor=opts.get("straggler_factor", defaults.straggler_factor),
                          max_refutations=opts.get("max_refutations", defaults.max_refutations),
-                         log_json=log_json)
+                         log_json=log_json, pools=pools if pools is not None else opts.get("pools"))
     ws.store.set_run_status(run.id, "running")
     with quiet_gc() as settle:
         coordinator = Coordinator(ws, wf, run, options, progress, executor)

@@ -31,6 +31,13 @@ work as it does when a local agent process dies.
 With no scheduler address a ``LocalCluster`` is started with one
 single-threaded worker process per agent; HPC users point
 ``--scheduler-address`` at a cluster started with dask-jobqueue (see README).
+
+Compute pools. With ``agent_pools`` each logical agent belongs to a pool,
+and its batches ask Dask for the worker resource ``pool-NAME`` (one unit),
+so they run only on workers started with it (``dask worker ADDRESS
+--resources pool-gpu=1``). Without a scheduler address one worker per agent
+is started, offering its agent's pool. A cluster that has workers but none
+offering a pool's resource is refused at start.
 """
 
 from __future__ import annotations
@@ -86,6 +93,19 @@ class _Agent:
     inflight: int = 0
     capacity: int = 2
     avg: float | None = None
+    slot: int = 0  # which of the configured agents this is (a replacement keeps the slot's pool)
+
+
+def _pool_cluster(pools: list[str]) -> Any:
+    """A local cluster of one single-threaded worker process per agent, each
+    offering its agent's pool as the resource ``pool-NAME``."""
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    local = {"host": "127.0.0.1", "dashboard": False, "dashboard_address": None}
+    workers = {f"{pool}-{i}": {"cls": Nanny, "options": {**local, "nthreads": 1, "silence_logs": 40,
+                                                          "resources": {f"pool-{pool}": 1}}}
+               for i, pool in enumerate(pools, 1)}
+    return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": local}, silence_logs=40)
 
 
 class DaskExecutor:
@@ -95,7 +115,7 @@ class DaskExecutor:
 
     def __init__(self, wf: Workflow, artifacts_url: str, roles: frozenset[str], n_agents: int,
                  claims: ClaimReader | None = None, scheduler_address: str | None = None,
-                 prefetch: int = 2) -> None:
+                 prefetch: int = 2, *, agent_pools: list[str] | None = None) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
@@ -108,9 +128,16 @@ class DaskExecutor:
         self.roles = roles
         self.claims = claims
         self.prefetch = max(1, prefetch)
+        self.agent_pools = list(agent_pools) if agent_pools else None
         self._cluster = None
         if scheduler_address:
             self.client = Client(scheduler_address, set_as_default=False)
+            if self.agent_pools:
+                self._check_resources(scheduler_address)
+        elif self.agent_pools:
+            self._cluster = _pool_cluster([self.agent_pools[i % len(self.agent_pools)]
+                                           for i in range(max(n_agents, 1))])
+            self.client = Client(self._cluster, set_as_default=False)
         else:
             self._cluster = LocalCluster(n_workers=max(n_agents, 1), threads_per_worker=1, processes=True,
                                          dashboard_address=None, silence_logs=40)
@@ -121,14 +148,29 @@ class DaskExecutor:
         self._state: dict[str, _Agent] = {}
         self._futures: dict[Any, tuple[str, int]] = {}  # future -> (agent, messages in it)
         self._done: queue.Queue = queue.Queue()  # (future, results | None), put on the client's loop
-        for _ in range(max(n_agents, 1)):
-            self._add_agent()
+        for slot in range(max(n_agents, 1)):
+            self._add_agent(slot)
 
-    def _add_agent(self) -> str:
+    def _check_resources(self, address: str) -> None:
+        """Refuse a cluster whose workers offer none of some pool's resource."""
+        workers = self.client.scheduler_info().get("workers", {})
+        if not workers:
+            return  # workers may still be starting (dask-jobqueue): nothing to check against
+        offered = {name for w in workers.values() for name in (w.get("resources") or {})}
+        missing = [p for p in dict.fromkeys(self.agent_pools or ()) if f"pool-{p}" not in offered]
+        if missing:
+            self.client.close()
+            raise RunError(
+                f"no worker of the Dask cluster at {address} offers resource(s) "
+                f"{', '.join(f'pool-{p}' for p in missing)}: start each pool's workers with "
+                f"`dask worker {address} --resources pool-NAME=1`")
+
+    def _add_agent(self, slot: int) -> str:
         self._serial += 1
         agent = f"dask-{self._prefix}-{self._serial}"
-        self.agents[agent] = AgentInfo(agent, self.roles)
-        self._state[agent] = _Agent(capacity=self.prefetch)
+        pool = self.agent_pools[slot % len(self.agent_pools)] if self.agent_pools else "local"
+        self.agents[agent] = AgentInfo(agent, self.roles, pool)
+        self._state[agent] = _Agent(capacity=self.prefetch, slot=slot)
         return agent
 
     def free_slots(self, agent: str) -> int:
@@ -145,11 +187,12 @@ class DaskExecutor:
     def submit_many(self, agent: str, msgs: list[Work | VerifyWork]) -> None:
         state = self._state[agent]
         size = max(1, state.capacity // CHUNKS)
+        resources = {f"pool-{self.agents[agent].pool}": 1} if self.agent_pools else None
         for start in range(0, len(msgs), size):
             chunk = list(msgs[start:start + size])
             future = self.client.submit(
                 _run_batch, self.wf.source_file, self.wf.name, agent, chunk, self.artifacts_url, self.claims,
-                pure=False, key=f"headwater-{chunk[0].task}-{uuid.uuid4().hex}",
+                pure=False, key=f"headwater-{chunk[0].task}-{uuid.uuid4().hex}", resources=resources,
             )
             self._futures[future] = (agent, len(chunk))
             state.inflight += len(chunk)
@@ -198,15 +241,15 @@ class DaskExecutor:
             state.capacity = int(min(MAX_PREFETCH, max(self.prefetch, math.ceil(want))))
 
     def _drop(self, agent: str) -> None:
-        """Forget a lost agent (its other batches are cancelled) and add a fresh one."""
+        """Forget a lost agent (its other batches are cancelled) and add a fresh one in its slot."""
         del self.agents[agent]
-        del self._state[agent]
+        slot = self._state.pop(agent).slot
         mine = [f for f, (a, _) in self._futures.items() if a == agent]
         for future in mine:
             del self._futures[future]
         if mine:
             self.client.cancel(mine)
-        self._add_agent()
+        self._add_agent(slot)
 
     def close(self) -> None:
         if self._futures:

@@ -86,8 +86,11 @@ on a virtual machine, and the next result of a chain usually comes within it."""
 
 @dataclass(frozen=True)
 class AgentInfo:
+    """One agent: its roles and the compute pool it belongs to."""
+
     id: str
     roles: frozenset[str]
+    pool: str = "local"
 
 
 class Executor(Protocol):
@@ -133,14 +136,22 @@ class ClaimReader:
 
 
 class InlineExecutor:
-    """Runs each message synchronously when submitted; one or more logical agents."""
+    """Runs each message synchronously when submitted; one or more logical agents.
+
+    ``agent_pools`` gives agent 1, 2, ... their compute pools (default: all
+    in ``local``).
+    """
 
     def __init__(self, wf: Workflow, artifacts: ArtifactStore, roles: frozenset[str],
-                 claims: ClaimReader | None = None, n_agents: int = 1) -> None:
+                 claims: ClaimReader | None = None, n_agents: int = 1, *,
+                 agent_pools: list[str] | None = None) -> None:
         self.wf = wf
         self.artifacts = artifacts
         self.claims = claims
-        self.agents = {f"inline-{i}": AgentInfo(f"inline-{i}", roles) for i in range(1, n_agents + 1)}
+        self.agents: dict[str, AgentInfo] = {}
+        for i in range(1, n_agents + 1):
+            pool = agent_pools[(i - 1) % len(agent_pools)] if agent_pools else "local"
+            self.agents[f"inline-{i}"] = AgentInfo(f"inline-{i}", roles, pool)
         self._done: list[Result] = []
 
     def free_slots(self, agent: str) -> int:
@@ -303,7 +314,7 @@ class _Link:
     proc: Any
     inbox: Any  # Connection the coordinator writes to
     outbox: Any  # Connection the coordinator reads from
-    slot: int  # which of the configured agents this is (a replacement keeps the slot's roles)
+    slot: int  # which of the configured agents this is (a replacement keeps the slot's roles and pool)
     inflight: dict[int, None] = field(default_factory=dict)
     capacity: int = 2
     avg: float | None = None
@@ -319,7 +330,9 @@ class LocalProcessExecutor:
     killed from outside is reported by :meth:`poll` and replaced by a fresh
     process under a new id (and the same roles), so no work is lost and no id
     is reused. ``agent_roles`` gives agent 1, 2, ... their roles in turn
-    (default: ``roles`` for all); agents are only forked while holding
+    (default: ``roles`` for all), ``agent_pools`` their compute pools
+    (default: all in ``local``); a replacement keeps its slot's roles and
+    pool. Agents are only forked while holding
     ``fork_guard`` when given, so a fork never copies a lock another thread
     of the coordinator holds. See the module docstring for the pipes,
     batching, cancellation and stealing.
@@ -327,11 +340,13 @@ class LocalProcessExecutor:
 
     def __init__(self, wf: Workflow, artifacts_url: str, roles: frozenset[str], n_agents: int,
                  claims: ClaimReader | None = None, prefetch: int = 2, *,
-                 agent_roles: list[frozenset[str]] | None = None, fork_guard: threading.Lock | None = None) -> None:
+                 agent_roles: list[frozenset[str]] | None = None, agent_pools: list[str] | None = None,
+                 fork_guard: threading.Lock | None = None) -> None:
         self.wf = wf
         self.artifacts_url = artifacts_url
         self.roles = roles
         self.agent_roles = list(agent_roles) if agent_roles else None
+        self.agent_pools = list(agent_pools) if agent_pools else None
         self.claims = claims
         self.prefetch = max(1, prefetch)
         self._ctx = mp.get_context("fork")
@@ -373,7 +388,8 @@ class LocalProcessExecutor:
         self._links[agent_id] = link
         self._sel.register(outbox_r.fileno(), selectors.EVENT_READ, ("recv", link))
         self._sel.register(proc.sentinel, selectors.EVENT_READ, ("dead", link))
-        self.agents[agent_id] = AgentInfo(agent_id, roles)
+        pool = self.agent_pools[slot % len(self.agent_pools)] if self.agent_pools else "local"
+        self.agents[agent_id] = AgentInfo(agent_id, roles, pool)
         return agent_id
 
     def pid(self, agent: str) -> int | None:

@@ -125,7 +125,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -274,8 +274,16 @@ class Scheduler:
         return best
 
     # -- claims ---------------------------------------------------------------
-    def claim(self, agent: str, roles: Iterable[str], now: float, limit: int = 1) -> list[Lease]:
-        """Run leases on up to ``limit`` READY tasks of ``roles``, best first."""
+    def claim(self, agent: str, roles: Iterable[str], now: float, limit: int = 1,
+              accept: Callable[[str], bool] | None = None) -> list[Lease]:
+        """Run leases on up to ``limit`` READY tasks of ``roles``, best first.
+
+        ``accept``, when given, is asked about each candidate task by name
+        (best first) and a task it refuses is passed over and stays READY:
+        the shell's constraints on where a task may run (compute pools). It
+        must be a pure function of the task name for the duration of the
+        call; each refusal costs O(log n).
+        """
         st = self._begin(now)
         if limit <= 0:
             return []
@@ -283,6 +291,7 @@ class Scheduler:
         tasks = st.tasks
         heaps = [st.ready[r] for r in _roles(roles) if r in st.ready]
         leases: list[Lease] = []
+        passed: list[tuple[list, tuple]] = []
         while len(leases) < limit:
             best = None
             for h in heaps:
@@ -292,7 +301,13 @@ class Scheduler:
                     best = h
             if best is None:
                 break
-            leases.append(self._lease_run(tasks[heapq.heappop(best)[2]], agent, now))
+            entry = heapq.heappop(best)
+            if accept is not None and not accept(tasks[entry[2]].name):
+                passed.append((best, entry))
+                continue
+            leases.append(self._lease_run(tasks[entry[2]], agent, now))
+        for h, entry in passed:
+            heapq.heappush(h, entry)
         return leases
 
     def claim_task(self, agent: str, roles: Iterable[str], task: str, now: float) -> Lease | None:
