@@ -13,9 +13,11 @@ Systems, each with the same number of workers:
   the clock, as plain Dask's is (``headwater run --executor dask
   --scheduler-address ...``);
 * ``http``: remote agents over HTTP: ``headwater serve`` and W
-  ``headwater agent`` processes (batched claims and submissions, persistent
-  connections), the run submitted to the shared queue; timed from submission
-  to the run's end (the agents are already up and registered);
+  ``headwater agent`` processes (batched claims and submissions, each
+  submission claiming the agent's next batch, idle agents holding a claim
+  open on the server, persistent connections), the run submitted to the
+  shared queue; timed from submission to the run's end (the agents are
+  already up and registered);
 * ``plain-dask``: ``dask.distributed.Client(LocalCluster(...))`` computing the
   same no-op graph with ``dask.delayed``.
 

@@ -34,11 +34,24 @@ def test_three_agents_killed_at_random_moments_lose_nothing(ws, write_wf):
     rng = random.Random(20240607)
     killed: list[str] = []
     stop = threading.Event()
+    # Random moments inside the run: after a random number of committed
+    # tasks, with enough left that the coordinator sees each death before the end.
+    marks = sorted(rng.sample(range(50, 800), 3))
+    reached = [threading.Event() for _ in marks]
+    committed_so_far = [0]
+
+    def progress(kind: str, data: dict) -> None:
+        if kind == "task" and data.get("state") == "committed":
+            committed_so_far[0] += 1
+            for mark, event in zip(marks, reached):
+                if committed_so_far[0] >= mark:
+                    event.set()
 
     def killer() -> None:
-        for _ in range(3):
-            if stop.wait(rng.uniform(0.2, 0.6)):
-                return
+        for event in reached:
+            while not event.wait(0.01):
+                if stop.is_set():
+                    return
             for _ in range(50):  # the executor may be replacing an agent right now
                 try:
                     agent = rng.choice(sorted(ex.agents))
@@ -54,7 +67,7 @@ def test_three_agents_killed_at_random_moments_lose_nothing(ws, write_wf):
     thread = threading.Thread(target=killer)
     thread.start()
     try:
-        summary = run_workflow(ws, wf, {}, RunOptions(workers=3, no_cache=True), executor=ex)
+        summary = run_workflow(ws, wf, {}, RunOptions(workers=3, no_cache=True), progress=progress, executor=ex)
     finally:
         stop.set()
         thread.join()

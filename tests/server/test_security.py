@@ -243,9 +243,61 @@ def test_artifact_upload_checks_the_digest(api):
     missing = api.client.post("/v1/artifacts/missing", json={"sha256": [sha]}, headers=api.auth(secret)).json()
     assert missing == {"missing": [sha]}
     assert api.client.put(f"/v1/artifacts/{sha}", content=data, headers=api.auth(secret)).status_code == 200
-    assert api.client.get(f"/v1/artifacts/{sha}", headers=api.auth(secret)).content == data
+    operator = api.token(operator=True)
+    assert api.client.get(f"/v1/artifacts/{sha}", headers=api.auth(operator)).content == data
     assert api.client.post("/v1/artifacts/missing", json={"sha256": [sha]},
                            headers=api.auth(secret)).json() == {"missing": []}
+
+
+def _run_remotely(api, tmp_path, workflow: str, scope: str) -> tuple[str, str]:
+    """Run a one-task workflow through a remote agent of a token scoped to ``scope``;
+    returns the run id and the sha256 of the output its checkpoint records."""
+    run_id = api.run(workflow)
+    agent = api.remote(api.token("worker", scope=scope), f"w-{workflow}", tmp_path / workflow)
+    stats = agent.run()
+    assert stats.accepted == 1, stats.errors
+    (ck,) = api.store.list_checkpoints(run_id)
+    (out,) = ck.outputs
+    return run_id, out.sha256
+
+
+def test_agent_tokens_download_only_artifacts_of_runs_in_their_scope(api, tmp_path):
+    _, sha = _run_remotely(api, tmp_path, "wf-in", "workflow:wf-in")
+    expected = api.store.artifacts.get_bytes(sha)
+    inside = api.token("worker", scope="workflow:wf-in")
+    assert api.client.get(f"/v1/artifacts/{sha}", headers=api.auth(inside)).content == expected
+    # An unscoped agent token covers every run; an operator token every artifact.
+    assert api.client.get(f"/v1/artifacts/{sha}", headers=api.auth(api.token("worker"))).content == expected
+    outside = api.token("worker", scope="workflow:wf-out")
+    body = _refused(api.client.get(f"/v1/artifacts/{sha}", headers=api.auth(outside)), 403, "out-of-scope")
+    assert sha in body["detail"] and "workflow:wf-out" in body["detail"]
+    campaign = api.token("worker", scope="campaign:wf-out")
+    _refused(api.client.get(f"/v1/artifacts/{sha}", headers=api.auth(campaign)), 403, "out-of-scope")
+
+
+def test_artifacts_of_no_run_are_refused_to_agents_whether_or_not_they_exist(api, tmp_path):
+    import hashlib
+
+    _run_remotely(api, tmp_path, "wf-in", "workflow:wf-in")
+    agent, operator = api.token("worker"), api.token(operator=True)
+    data = b"uploaded, never part of a checkpoint"
+    sha = hashlib.sha256(data).hexdigest()
+    assert api.client.put(f"/v1/artifacts/{sha}", content=data, headers=api.auth(agent)).status_code == 200
+    _refused(api.client.get(f"/v1/artifacts/{sha}", headers=api.auth(agent)), 403, "out-of-scope")
+    assert api.client.get(f"/v1/artifacts/{sha}", headers=api.auth(operator)).content == data
+    # An unknown hash reads the same as a forbidden one to an agent: no probing for what the server holds.
+    _refused(api.client.get(f"/v1/artifacts/{'0' * 64}", headers=api.auth(agent)), 403, "out-of-scope")
+    _refused(api.client.get(f"/v1/artifacts/{'0' * 64}", headers=api.auth(operator)), 404)
+
+
+def test_a_verifier_downloads_the_outputs_it_judges(api, tmp_path):
+    run_id = api.run("wf-v", verify=1)
+    worker = api.remote(api.token("worker", scope="workflow:wf-v"), "w-v", tmp_path / "w")
+    assert worker.run().accepted == 1
+    verifier = api.remote(api.token("verifier", scope="workflow:wf-v"), "v-v", tmp_path / "v")
+    stats = verifier.run()
+    assert (stats.verified, stats.accepted) == (1, 1), stats.errors
+    assert api.queue.scoreboard(run_id)["tasks"]["a"]["state"] == "committed"
 
 
 def test_malformed_input_is_422_with_the_field_named(api):
@@ -296,3 +348,28 @@ def test_submitting_for_a_lease_of_a_role_the_token_lacks_is_403(api):
     body = {"token": lease.token, "agent": "v1", "kind": "run", "error": "gave up"}
     _refused(api.client.post("/v1/submissions", json={"items": [body]}, headers=api.auth(secret)), 403, "wrong-role")
     assert api.queue.scoreboard(run_id)["tasks"]["a"]["state"] == "leased"
+
+
+def test_signatures_checked_in_a_worker_process_still_refuse_a_forged_bundle(api, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from headwater.runtime.remote import ApiClient
+    from headwater.runtime.shared import WorkContext, execute
+    from headwater.server import create_app
+
+    runs = [api.run() for _ in range(9)]
+    secret = api.token("worker")
+    with TestClient(create_app(api.store, clock=api.clock, verify_workers=1)) as client:
+        agent = api.remote(secret, "w1", tmp_path)
+        agent.client = ApiClient("http://testserver", secret, http=client)
+        agent.client.register("w1", agent.key.public_hex)
+        items = agent.client.claim("w1", ["worker"], 20, 30.0)
+        assert len(items) == 9  # over the batch size checked in the server's own thread
+        contexts = [WorkContext.from_json(i["context"]) for i in items]
+        subs = [execute(ctx, agent.workflow_for(ctx), "w1", agent.cache, agent.key) for ctx in contexts]
+        subs[4].signature = SigningKey.generate().sign(subs[4].bundle)
+        agent.upload_outputs(subs)
+        results = agent.client.submit([s.to_json() for s in subs])
+    assert [r["error"] for r in results] == [None] * 4 + ["forged-bundle"] + [None] * 4
+    states = sorted(api.queue.scoreboard(r)["tasks"]["a"]["state"] for r in runs)
+    assert states == ["committed"] * 8 + ["leased"]

@@ -328,3 +328,25 @@ def test_commit_many_refuses_tasks_that_need_verification(store):
         items, tasks = queue.lock_items(conn, [(c.token, "x")])
         with pytest.raises(ValueError, match="complete_in"):
             queue.commit_many_in(conn, [(items[c.token], tasks[("run-0001", "a")], "x", None, None)], 2.0)
+
+
+def test_a_claim_takes_its_share_of_what_is_ready_and_claimable_says_whether_anything_is(store):
+    queue = enqueue(store, [TaskDef(f"t{i}") for i in range(5)])
+    assert queue.claimable(["worker"], 1.0) and not queue.claimable(["other"], 1.0)
+    assert not queue.claimable(["worker"], 1.0, runs=[])
+    first = queue.claim("x", ["worker"], 1.0, LEASE, limit=64, share=2)
+    assert len(first) == 3  # half of the five ready, rounded up
+    second = queue.claim("y", ["worker"], 1.0, LEASE, limit=64, share=1)
+    assert len(second) == 2 and not {c.task for c in first} & {c.task for c in second}
+    assert not queue.claimable(["worker"], 1.0)
+
+
+def test_results_and_the_next_claim_share_one_transaction(store):
+    queue = enqueue(store, [TaskDef("a"), TaskDef("b", deps=("a",))])
+    (a,) = queue.claim("x", ["worker"], 1.0, LEASE)
+    with store.transaction() as conn:
+        items, tasks = queue.lock_items(conn, [(a.token, "x")])
+        queue.commit_many_in(conn, [(items[a.token], tasks[("run-0001", "a")], "x", None, None)], 2.0)
+        (b,) = queue.claim_in(conn, "x", ["worker"], 2.0, LEASE, limit=5)
+    assert b.task == "b" and b.token > a.token
+    assert states(queue) == {"a": "committed", "b": "leased"}

@@ -30,6 +30,8 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8765, "--port"),
         max_body: int = typer.Option(64 << 20, "--max-body", help="Largest request body in bytes (413 above)."),
         log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+        verify_workers: int = typer.Option(0, "--verify-workers", min=0, help="Processes that check bundle "
+                                           "signatures beside the server (0: in the server itself)."),
     ) -> None:
         """Serve the HTTP API: work for remote agents; runs, checkpoints and assets for people.
 
@@ -49,7 +51,7 @@ def register(app: typer.Typer) -> None:
         if store:
             cli.state.store = store
         ws = cli._ws()
-        app = create_app(ws.store, max_body=max_body)
+        app = create_app(ws.store, max_body=max_body, verify_workers=verify_workers)
         cli.err.print(f"serving {ws.store!r} on http://{host}:{port} (API /v1, docs /docs)")
         try:
             uvicorn.run(app, host=host, port=port, log_level=log_level)
@@ -70,6 +72,8 @@ def register(app: typer.Typer) -> None:
         once: bool = typer.Option(False, "--once", help="Run one claimed batch and exit."),
         until_idle: Optional[float] = typer.Option(None, "--until-idle", help="Exit after this many seconds "
                                                    "without work (default: run until SIGTERM)."),
+        wait: float = typer.Option(5.0, "--wait", min=0.0, max=10.0, help="Seconds the server holds a claim "
+                                   "open when no work is ready (0: poll instead)."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Run a remote agent: claim work over HTTP, run it, submit signed bundles.
@@ -84,7 +88,8 @@ def register(app: typer.Typer) -> None:
             raise OptionalDependency("headwater agent", "server") from exc
         cli = _cli()
         options = AgentOptions(server=server, token=token, roles=list(role), workflows=list(workflow), name=name,
-                               batch=batch, lease_s=lease, cache=cache, once=once, until_idle=until_idle)
+                               batch=batch, lease_s=lease, cache=cache, once=once, until_idle=until_idle,
+                               wait_s=wait)
         stats = run_agent(options)
         if as_json:
             return cli._emit(stats.to_json())

@@ -7,8 +7,10 @@ told to stop: claim a batch of items (each comes with its
 artifacts the local cache lacks, run each item with
 :func:`headwater.runtime.shared.execute` (the same code path local agents
 use), upload only the outputs the server lacks, and submit the whole batch
-in one request. One persistent ``httpx.Client`` carries every request, so
-connections are reused.
+in one request, which also claims the next batch. When nothing is ready the
+claim is held open on the server (``wait_s``) until something is, so an
+idle agent neither polls nor sleeps past new work. One persistent
+``httpx.Client`` carries every request, so connections are reused.
 
 Leases. While a batch runs, a background thread renews every lease of the
 batch at a third of the lease time, so a long task is not reaped from under
@@ -72,6 +74,7 @@ class AgentOptions:
     poll_s: float = 0.2
     max_poll_s: float = 2.0
     timeout_s: float = 60.0
+    wait_s: float = 5.0
 
 
 @dataclass
@@ -105,7 +108,13 @@ class ApiClient:
         self.http = http if http is not None else httpx.Client(base_url=self.server, timeout=timeout_s)
         self.auth = {"Authorization": f"Bearer {token}"}
 
-    def _send(self, method: str, url: str, *, headers: dict | None = None, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, url: str, *, headers: dict | None = None, longer: float = 0.0,
+              **kwargs: Any) -> httpx.Response:
+        """Send a request; ``longer``: seconds the server may hold it open, added to the read timeout."""
+        read = self.http.timeout.read
+        if longer > 0 and self.owned and read is not None:
+            kwargs["timeout"] = httpx.Timeout(self.http.timeout.connect, read=read + longer,
+                                              write=self.http.timeout.write, pool=self.http.timeout.pool)
         return self.http.request(method, url, headers={**self.auth, **(headers or {})}, **kwargs)
 
     def close(self) -> None:
@@ -126,9 +135,15 @@ class ApiClient:
     def register(self, name: str, public_hex: str) -> dict:
         return self._check(self._send("POST", "/v1/agents", json={"name": name, "public_key": public_hex}))
 
-    def claim(self, agent: str, roles: Sequence[str] | None, limit: int, lease_s: float) -> list[dict]:
-        body = {"agent": agent, "roles": list(roles) or None, "limit": limit, "lease_s": lease_s}
-        return self._check(self._send("POST", "/v1/claims", json=body))["items"]
+    @staticmethod
+    def claim_body(agent: str, roles: Sequence[str] | None, limit: int, lease_s: float) -> dict:
+        return {"agent": agent, "roles": list(roles or ()) or None, "limit": limit, "lease_s": lease_s}
+
+    def claim(self, agent: str, roles: Sequence[str] | None, limit: int, lease_s: float,
+              wait: float = 0.0) -> list[dict]:
+        """Lease up to ``limit`` items; with ``wait``, the server holds the request until work is ready."""
+        body = {**self.claim_body(agent, roles, limit, lease_s), **({"wait": wait} if wait > 0 else {})}
+        return self._check(self._send("POST", "/v1/claims", json=body, longer=wait))["items"]
 
     def renew(self, agent: str, token: int, lease_s: float) -> float:
         out = self._check(self._send("POST", f"/v1/leases/{token}/renew", json={"agent": agent, "lease_s": lease_s}))
@@ -136,12 +151,23 @@ class ApiClient:
 
     def submit(self, items: list[dict]) -> list[dict]:
         """Submit a batch; returns each item's result, whether accepted or refused."""
-        response = self._send("POST", "/v1/submissions", json={"items": items})
+        return self.submit_and_claim(items, None)[0]
+
+    def submit_and_claim(self, items: list[dict], claim: dict | None) -> tuple[list[dict], list[dict]]:
+        """Submit a batch and, with ``claim`` (:meth:`claim_body`), lease the next one in the same request.
+
+        Returns each item's result, whether accepted or refused, and the items claimed.
+        """
+        body: dict[str, Any] = {"items": items}
+        if claim is not None:
+            body["claim"] = claim
+        response = self._send("POST", "/v1/submissions", json=body)
         if response.status_code in (409, 422, 503):
-            body = response.json()
-            if "results" in body:
-                return body["results"]
-        return self._check(response)["results"]
+            out = response.json()
+            if "results" in out:
+                return out["results"], out.get("items") or []
+        out = self._check(response)
+        return out["results"], out.get("items") or []
 
     def missing(self, shas: Sequence[str]) -> list[str]:
         if not shas:
@@ -258,7 +284,14 @@ class RemoteAgent:
 
     # ------------------------------------------------------------ loop
 
-    def run_batch(self, items: list[dict]) -> None:
+    def _next_claim(self) -> dict | None:
+        """What to claim with a batch's results: the next batch, unless the agent is about to stop."""
+        if self.options.once or self.stopping.is_set():
+            return None
+        return self.client.claim_body(self.name, self.options.roles, self.options.batch, self.options.lease_s)
+
+    def run_batch(self, items: list[dict]) -> list[dict]:
+        """Run a claimed batch and submit its results; returns the next batch, claimed with them."""
         from headwater.runtime.shared import WorkContext, execute
 
         contexts = [WorkContext.from_json(item["context"]) for item in items]
@@ -280,25 +313,28 @@ class RemoteAgent:
                     self.stats.ran += 1
         if failure is not None:
             self._give_back(unrun)
-        if subs:
-            self._submit(subs)
+        following = self._submit(subs, claim=self._next_claim() if failure is None else None) if subs else []
         if failure is not None:
             raise failure
+        return following
 
-    def _submit(self, subs: list[Any], attempts: int = 3) -> None:
+    def _submit(self, subs: list[Any], attempts: int = 3, claim: dict | None = None) -> list[dict]:
         """Upload outputs and submit; results the store was too busy to apply are sent again.
 
+        With ``claim``, the first request also claims the next batch, which is returned.
         A refused batch (the server unreachable or failing) is recorded, not
         raised: its leases expire and other agents run the items again.
         """
         pending = list(subs)
+        following: list[dict] = []
         for attempt in range(attempts):
             try:
                 self.upload_outputs(pending)
-                results = self.client.submit([s.to_json() for s in pending])
+                results, claimed = self.client.submit_and_claim([s.to_json() for s in pending], claim)
             except (RemoteError, httpx.TransportError) as exc:
                 self.stats.errors.append(f"submit: {exc}")
-                return
+                return following
+            following, claim = following + claimed, None
             by_token = {s.token: s for s in pending}
             pending = []
             for result in results:
@@ -310,7 +346,8 @@ class RemoteAgent:
                     self.stats.refused += 1
                     self.stats.errors.append(f"{result.get('token')}: {result.get('error')}: {result.get('detail')}")
             if not pending:
-                return
+                return following
+        return following
 
     def _give_back(self, tokens: Sequence[int]) -> None:
         """Let other agents take items this one cannot run: expire their leases now."""
@@ -335,21 +372,27 @@ class RemoteAgent:
                 delay = min(delay * 2, self.options.max_poll_s)
         idle_since = time.monotonic()
         delay = self.options.poll_s
+        items: list[dict] = []
         try:
             while not self.stopping.is_set():
-                try:
-                    items = self.client.claim(self.name, self.options.roles, self.options.batch,
-                                              self.options.lease_s)
-                except httpx.TransportError as exc:
-                    # The server is restarting or unreachable: keep trying,
-                    # backing off, until it answers or the agent is stopped.
-                    self.stats.errors.append(f"claim: {type(exc).__name__}: {exc}")
-                    self.stopping.wait(delay)
-                    delay = min(delay * 2, self.options.max_poll_s)
-                    continue
+                if not items:
+                    wait = 0.0 if self.options.once else self.options.wait_s
+                    if self.options.until_idle is not None:
+                        wait = min(wait, max(0.0, self.options.until_idle - (time.monotonic() - idle_since)))
+                    asked = time.monotonic()
+                    try:
+                        items = self.client.claim(self.name, self.options.roles, self.options.batch,
+                                                  self.options.lease_s, wait=wait)
+                    except httpx.TransportError as exc:
+                        # The server is restarting or unreachable: keep trying,
+                        # backing off, until it answers or the agent is stopped.
+                        self.stats.errors.append(f"claim: {type(exc).__name__}: {exc}")
+                        self.stopping.wait(delay)
+                        delay = min(delay * 2, self.options.max_poll_s)
+                        continue
                 if items:
                     self.stats.batches += 1
-                    self.run_batch(items)
+                    items = self.run_batch(items)
                     idle_since, delay = time.monotonic(), self.options.poll_s
                     if self.options.once:
                         break
@@ -358,8 +401,12 @@ class RemoteAgent:
                     break
                 if self.options.until_idle is not None and time.monotonic() - idle_since >= self.options.until_idle:
                     break
-                self.stopping.wait(delay)
-                delay = min(delay * 2, self.options.max_poll_s)
+                if wait <= 0 or time.monotonic() - asked < wait / 2:
+                    # The server answered at once, not holding the claim open: poll, backing off.
+                    self.stopping.wait(delay)
+                    delay = min(delay * 2, self.options.max_poll_s)
+            if items:  # claimed with the last results while being stopped: let other agents have them
+                self._give_back([item["claim"]["token"] for item in items])
         finally:
             self.stats.seconds = time.monotonic() - start
         return self.stats

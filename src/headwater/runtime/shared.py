@@ -99,7 +99,10 @@ class WorkContext:
     why: str | None = None
 
     def to_json(self) -> dict:
-        data = asdict(self)
+        # Field by field rather than dataclasses.asdict, which deep-copies every
+        # value: a server building contexts for a batch of claims spends its
+        # time here otherwise. The values are JSON already (lists, dicts, str).
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["claim"] = self.claim.to_json()
         return data
 
@@ -418,8 +421,19 @@ def accept(store: Any, queue: WorkQueue, sub: Submission, now: float, public_key
     return out.checkpoint
 
 
+def verify_all(checks: Sequence[tuple[str, bytes, str]]) -> list[bool]:
+    """Whether each ``(public key hex, data, signature hex)`` is a valid Ed25519 signature.
+
+    What :func:`accept_many` checks its batch's signatures with, unless given
+    another ``verify`` (the API server runs this in a worker process, so the
+    checks, which hold the GIL, do not stall its other requests).
+    """
+    return [verify_signature(key, data, signature) for key, data, signature in checks]
+
+
 def accept_many(store: Any, queue: WorkQueue, subs: Sequence[Submission], now: float,
-                public_key: Any = None) -> list[Outcome]:
+                public_key: Any = None, then: Callable[[sa.Connection], None] | None = None,
+                verify: Callable[[list[tuple[str, bytes, str]]], list[bool]] = verify_all) -> list[Outcome]:
     """Check many submissions and apply those that pass in one transaction; one :class:`Outcome` each, in order.
 
     ``public_key`` (hex, a :class:`SigningKey`, or a mapping from agent id
@@ -438,22 +452,42 @@ def accept_many(store: Any, queue: WorkQueue, subs: Sequence[Submission], now: f
     results awaiting verification or choosing a branch take the
     one-at-a-time path (:meth:`WorkQueue.complete_in`), each in a savepoint.
     A deadlock victim is run again as a whole.
+
+    ``then`` is called with the connection inside the same transaction once
+    the results are applied (the reporter's next claim rides on the same
+    commit); it is called again if the transaction is run again, and not at
+    all when every submission was refused before the transaction.
+    ``verify`` checks the batch's signatures, all in one call (:func:`verify_all`).
     """
     outcomes: dict[int, Outcome] = {}
     checked: list[tuple[int, Submission, dict | None]] = []
     keys: dict = {}
+    wanted: list[tuple[int, tuple[str, bytes, str]]] = []
     for i, sub in enumerate(subs):
+        if sub.kind == "run" and sub.error is None and sub.bundle is not None and sub.signature:
+            try:
+                wanted.append((i, (_key_for(store, public_key, sub.agent, keys)(), bytes(sub.bundle), sub.signature)))
+            except Rejected as exc:
+                outcomes[i] = Outcome(sub.token, error=exc)
+    verdicts = verify([check for _, check in wanted]) if wanted else []
+    if len(verdicts) != len(wanted):
+        raise ValueError(f"verify answered {len(verdicts)} signature checks for {len(wanted)}")
+    signed = {i: bool(ok) for (i, _), ok in zip(wanted, verdicts)}
+    for i, sub in enumerate(subs):
+        if i in outcomes:
+            continue
         try:
-            checked.append((i, sub, _checked_bundle(store, sub, _key_for(store, public_key, sub.agent, keys))))
+            checked.append((i, sub, _checked_bundle(store, sub, signed.get(i, False))))
         except Rejected as exc:
             outcomes[i] = Outcome(sub.token, error=exc)
     if checked:
-        outcomes.update(retrying(lambda: _apply(store, queue, checked, now)))
+        outcomes.update(retrying(lambda: _apply(store, queue, checked, now, then)))
     return [outcomes[i] for i in range(len(subs))]
 
 
-def _checked_bundle(store: Any, sub: Submission, key_hex: Any) -> dict | None:
-    """The bundle of a run submission, once its signature and artifacts check out (None for other kinds)."""
+def _checked_bundle(store: Any, sub: Submission, signed: bool) -> dict | None:
+    """The bundle of a run submission, once its signature (``signed``: it verified) and artifacts check
+    out (None for other kinds)."""
     if sub.kind == "verify":
         return None
     if sub.kind != "run":
@@ -463,7 +497,7 @@ def _checked_bundle(store: Any, sub: Submission, key_hex: Any) -> dict | None:
     if sub.bundle is None or not sub.signature:
         raise Rejected("a run submission needs a bundle and its signature (or an error)", token=sub.token)
     data = bytes(sub.bundle)
-    if not verify_signature(key_hex(), data, sub.signature):
+    if not signed:
         raise Rejected("the bundle's signature does not verify with the expected key", token=sub.token,
                        code="forged-bundle")
     try:
@@ -481,7 +515,7 @@ def _checked_bundle(store: Any, sub: Submission, key_hex: Any) -> dict | None:
 
 
 def _apply(store: Any, queue: WorkQueue, checked: list[tuple[int, Submission, dict | None]],
-           now: float) -> dict[int, Outcome]:
+           now: float, then: Callable[[sa.Connection], None] | None = None) -> dict[int, Outcome]:
     """The transaction of :func:`accept_many` (run again from the start when it was a deadlock victim)."""
     out: dict[int, Outcome] = {}
     with store.transaction() as conn:
@@ -524,6 +558,8 @@ def _apply(store: Any, queue: WorkQueue, checked: list[tuple[int, Submission, di
                 out[i] = Outcome(sub.token, error=exc)
             else:
                 out[i] = Outcome(sub.token, ck.id if ck is not None else None)
+        if then is not None:
+            then(conn)
     return out
 
 

@@ -12,8 +12,10 @@ run in the server's thread pool.
 
 Throughput. A remote agent claims several items per request (each with its
 work context, so no second round trip), uploads only the artifacts the
-server lacks, and submits several results per request; the cost of HTTP is
-paid per batch, not per task.
+server lacks, and submits several results per request, with the claim of its
+next batch riding on the results' transaction; the cost of HTTP is paid per
+batch, not per task. An agent with nothing to do holds its claim open
+(``wait``) instead of polling: results applied here wake it at once.
 
 Errors. Every refusal is JSON ``{"error": code, "detail": what to do}``:
 401 without a live token, 403 for a missing role, scope or privilege or a
@@ -24,12 +26,14 @@ an artifact whose bytes do not match its name. Bad input changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
+import threading
 import time
-from collections.abc import Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from typing import Any, Optional
 
@@ -59,6 +63,8 @@ DEFAULT_MAX_BODY = 64 << 20
 """Largest request body accepted (bytes): a batch of bundles, or one artifact."""
 MAX_WAIT_S = 30.0
 """Longest a ``wait`` long poll is held open; clients simply ask again."""
+CLAIM_RECHECK_S = 0.25
+"""How often a claim held open looks for work made ready by other processes."""
 
 Sha256Path = Path(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
 _ERROR_CODES = {400: "bad-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",
@@ -174,6 +180,153 @@ def _install_errors(app: FastAPI, metrics: Metrics) -> None:
 
 # ---------------------------------------------------------------- helpers
 
+class _Wakeup:
+    """Claims held open for work (``wait``), and the signal that wakes them.
+
+    A claim that finds nothing waits here, on the server's event loop, not
+    in a worker thread, so a fleet of idle agents ties up no threads. Each
+    accepted batch of results (and each reap) wakes every waiter, from
+    whichever thread applied it; a waiter then looks for work with a read
+    before it claims. Changes made by other processes (a coordinator, a
+    second server, a run submitted) are seen at the next recheck.
+
+    ``waiting`` counts the claims held open per role set, so that a claim
+    takes only its fair share of the items ready (:meth:`WorkQueue.claim`'s
+    ``share``) while others of the same roles wait.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+        self._waiting: dict[frozenset[str], int] = {}
+
+    def waiting(self, roles: Sequence[str]) -> int:
+        return self._waiting.get(frozenset(roles), 0)
+
+    @asynccontextmanager
+    async def held(self, roles: Sequence[str]):
+        """Count a claim as waiting for ``roles`` while the block runs."""
+        key = frozenset(roles)
+        self._loop = asyncio.get_running_loop()
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
+
+    async def wait(self, timeout: float) -> bool:
+        """Sleep until :meth:`notify` or ``timeout``; True when notified."""
+        if self._event is None:
+            self._event = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def notify(self) -> None:
+        """Wake every waiting claim; safe from any thread."""
+        loop = self._loop
+        if loop is not None and self._waiting:
+            try:
+                loop.call_soon_threadsafe(self._fire)
+            except RuntimeError:  # the loop has closed: nobody waits any more
+                pass
+
+    def _fire(self) -> None:
+        event, self._event = self._event, None
+        if event is not None:
+            event.set()
+
+
+class _Verifier:
+    """Checks a batch's bundle signatures in worker processes (``workers`` > 0), else in the calling thread.
+
+    An Ed25519 check holds the GIL, and a server accepting thousands of
+    results a second spends a sixth of its time in them; in a worker process
+    they run beside the server's other requests, on another core. Small
+    batches are checked in the caller (a round trip to the worker would cost
+    more). A worker that dies is replaced; meanwhile the caller checks. Every
+    signature is checked either way, with the same function
+    (:func:`~headwater.runtime.shared.verify_all`).
+    """
+
+    MIN_BATCH = 8
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(0, workers)
+        self._pool: Any = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the workers now (their imports take a second), not on the first batch."""
+        if self.workers:
+            from headwater.runtime.shared import verify_all
+
+            self._executor().submit(verify_all, []).result()
+
+    def _executor(self) -> Any:
+        with self._lock:
+            if self._pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                # Spawned, not forked: the server's threads and database connections stay behind.
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    def __call__(self, checks: list[tuple[str, bytes, str]]) -> list[bool]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        from headwater.runtime.shared import verify_all
+
+        if not self.workers or len(checks) < self.MIN_BATCH:
+            return verify_all(checks)
+        size = -(-len(checks) // self.workers)
+        try:
+            parts = [self._executor().submit(verify_all, checks[i:i + size]) for i in range(0, len(checks), size)]
+            return [ok for part in parts for ok in part.result()]
+        except BrokenProcessPool:
+            with self._lock:
+                self._pool = None
+            return verify_all(checks)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _SerialWrites:
+    """The store with its write transactions taken one at a time in this process (SQLite only).
+
+    SQLite lets one writer in at a time; a second one waits in SQLite's busy
+    handler, which sleeps in steps of up to 100 ms. The server's threads
+    queue on a lock instead, so each write starts the moment the previous
+    one commits. Other processes (a coordinator beside the server) still
+    meet the busy handler. PostgreSQL, with row locks, is left alone.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock() if store.dialect == "sqlite" else None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        if self._lock is None:
+            with self._store.transaction() as conn:
+                yield conn
+            return
+        with self._lock, self._store.transaction() as conn:
+            yield conn
+
+
 class _ImmutableReads:
     """The store as :func:`~headwater.runtime.shared.work_context` reads it,
     with the reads that never change cached.
@@ -232,11 +385,12 @@ def _decode_bundle(item: m.SubmissionIn) -> bytes | None:
 
 
 def create_app(store: Store | str, *, root: str | None = None, max_body: int = DEFAULT_MAX_BODY,
-               clock: Callable[[], float] = time.time, reap_every: float = 5.0) -> FastAPI:
+               clock: Callable[[], float] = time.time, reap_every: float = 5.0, verify_workers: int = 0) -> FastAPI:
     """The API over ``store`` (a :class:`Store` or a store URL, opened with ``root``).
 
     ``reap_every``: at most this often (seconds), a claim request first puts
-    expired leases back on the queue.
+    expired leases back on the queue. ``verify_workers``: processes that
+    check bundle signatures beside the server (0: in the server's threads).
 
     A store given as a URL is opened here and closed when the app shuts down;
     a :class:`Store` passed in stays the caller's to close.
@@ -248,18 +402,26 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
     owned = isinstance(store, str)
     the_store: Store = open_store(store, root=root or ".headwater") if owned else store  # type: ignore[arg-type]
 
+    verifier = _Verifier(verify_workers)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        yield
-        if owned:
-            the_store.close()
+        await run_in_threadpool(verifier.start)
+        try:
+            yield
+        finally:
+            verifier.close()
+            if owned:
+                the_store.close()
 
     app = FastAPI(title="headwater", version=API_VERSION, lifespan=lifespan,
                   description="Work queue for remote agents; runs, checkpoints and fleet oversight for people. "
                   "Every route except /healthz needs a bearer token from `headwater token create`.")
     metrics = Metrics()
-    tokens, queue = Tokens(the_store), WorkQueue(the_store)
+    writer = _SerialWrites(the_store)
+    tokens, queue = Tokens(writer), WorkQueue(writer)  # type: ignore[arg-type]
     contexts = _ImmutableReads(the_store)
+    wakeup = _Wakeup()
     previous: dict = {}
 
     def context_cache() -> dict:
@@ -313,32 +475,42 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
             raise ApiError(403, "not-your-agent", str(exc)) from None
         return m.AgentOut(agent=key.agent, key_id=key.key_id, token=token.id)
 
-    @app.post("/v1/claims", response_model=m.ClaimsOut, tags=["agents"], responses=_ERRORS)
-    def claim(body: m.ClaimIn, token: TokenRecord = Depends(current_token)) -> m.ClaimsOut:
-        """Lease up to ``limit`` work items for the token's roles, each with its work context."""
+    def claim_roles(token: TokenRecord, body: m.NextClaimIn) -> list[str]:
+        """The roles a claim is for, once its agent, roles and run are the token's (else 403)."""
         own_agent(tokens, token, body.agent)
         roles = check_roles(token, body.roles)
-        runs: list[str] | None = None
         if body.run is not None:
-            runs = [scoped_run(token, body.run).id]
-        elif token.scope.kind is not None:
-            runs = tokens.runs_in_scope(token.scope)
-            if not runs:
-                return m.ClaimsOut(items=[])
-        now = clock()
+            scoped_run(token, body.run)
+        return roles
+
+    def claim_runs(token: TokenRecord, body: m.NextClaimIn) -> list[str] | None:
+        """The runs a claim may take items of (None: every run)."""
+        if body.run is not None:
+            return [scoped_run(token, body.run).id]
+        if token.scope.kind is not None:
+            return tokens.runs_in_scope(token.scope)
+        return None
+
+    def reap(now: float) -> None:
+        """Put expired leases back on the queue, at most every ``reap_every`` seconds, even when no
+        coordinator process runs beside the server."""
         if now - last_reap[0] >= reap_every:
-            # Expired leases go back to the queue even when no coordinator
-            # process runs beside the server.
             last_reap[0] = now
-            queue.reap(now)
+            if queue.reap(now):
+                wakeup.notify()
+
+    def describe(token: TokenRecord, agent: str, claimed: list[Any], now: float) -> list[dict]:
+        """The items to hand out for leases just granted to ``agent``: each claim with its work context."""
         claims = []
-        for c in queue.claim(body.agent, roles, now, body.lease_s, limit=body.limit, runs=runs):
+        declined = False
+        for c in claimed:
             if c.kind == "verify" and c.producer is not None:
                 owner = tokens.agent(c.producer)
                 if owner is not None and owner.token_id == token.id:
                     # Never hand a token its own agents' work to verify: decline
                     # it at once, which offers the item to other agents.
-                    queue.fail(c.token, body.agent, now, f"declined: token {token.id} produced this attempt")
+                    queue.fail(c.token, agent, now, f"declined: token {token.id} produced this attempt")
+                    declined = True
                     continue
             claims.append(c)
         items = []
@@ -349,12 +521,57 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
                 # An item that cannot be described cannot be run: report it
                 # failed (the queue retries or declines it) rather than fail
                 # the whole batch and leave its other items leased.
-                queue.fail(c.token, body.agent, now, f"server could not build the work context: {context}")
+                queue.fail(c.token, agent, now, f"server could not build the work context: {context}")
                 metrics.rejections.labels("no-context").inc()
+                declined = True
                 continue
             metrics.claims.labels(c.kind).inc()
-            items.append(m.ClaimOut(claim=c.to_json(), context=context.to_json()))
-        return m.ClaimsOut(items=items)
+            items.append({"claim": c.to_json(), "context": context.to_json()})
+        if declined:
+            wakeup.notify()
+        return items
+
+    def claim_items(token: TokenRecord, body: m.NextClaimIn, roles: list[str], share: int) -> list[dict]:
+        """Lease up to ``body.limit`` items (a ``share``-th of those ready), each with its work context."""
+        runs = claim_runs(token, body)
+        if runs is not None and not runs:
+            return []
+        now = clock()
+        reap(now)
+        claimed = queue.claim(body.agent, roles, now, body.lease_s, limit=body.limit, runs=runs, share=share)
+        return describe(token, body.agent, claimed, now)
+
+    def claimable(token: TokenRecord, body: m.NextClaimIn, roles: list[str]) -> bool:
+        return queue.claimable(roles, clock(), claim_runs(token, body))
+
+    @app.post("/v1/claims", response_model=m.ClaimsOut, tags=["agents"], responses=_ERRORS)
+    async def claim(body: m.ClaimIn, request: Request, token: TokenRecord = Depends(current_token)) -> JSONResponse:
+        """Lease up to ``limit`` work items for the token's roles, each with its work context.
+
+        With ``wait``, a claim that finds nothing ready is held open until
+        something is (or ``wait`` seconds pass, then ``items`` is empty).
+        While other agents of the same roles wait too, a claim takes only its
+        share of the items ready, so a small layer of a graph is split among them.
+        """
+        roles = await run_in_threadpool(claim_roles, token, body)
+        deadline = time.monotonic() + body.wait
+        async with wakeup.held(roles):
+            look = True
+            while True:
+                if look:
+                    items = await run_in_threadpool(claim_items, token, body, roles, wakeup.waiting(roles))
+                    if items:
+                        break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # Woken by results applied here, or at a recheck for work made ready by
+                # another process: look (a read) before claiming (a write).
+                await wakeup.wait(min(left, CLAIM_RECHECK_S))
+                if await request.is_disconnected():  # the agent is gone: lease it nothing
+                    break
+                look = await run_in_threadpool(claimable, token, body, roles)
+        return JSONResponse({"items": items})
 
     @app.post("/v1/leases/{token_id}/renew", response_model=m.RenewOut, tags=["agents"], responses=_ERRORS)
     def renew(body: m.RenewIn, token_id: int = Path(ge=0, le=2**62),
@@ -363,9 +580,13 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
         own_agent(tokens, token, body.agent)
         return m.RenewOut(token=token_id, lease_expiry=queue.renew(token_id, body.agent, clock(), body.lease_s))
 
-    def submit_items(items: list[m.SubmissionIn], token: TokenRecord) -> JSONResponse:
-        # Authorise the whole batch before accepting any of it; an item whose
-        # lease is gone is only that item's problem (409 in its result).
+    def submit_items(items: list[m.SubmissionIn], token: TokenRecord,
+                     next_claim: m.NextClaimIn | None = None) -> JSONResponse:
+        # Authorise the whole batch (and the claim it carries) before accepting
+        # any of it; an item whose lease is gone is only that item's problem
+        # (409 in its result).
+        roles = claim_roles(token, next_claim) if next_claim is not None else []
+        runs = claim_runs(token, next_claim) if next_claim is not None else None
         keys = {}
         leases = queue.leases([item.token for item in items])
         for item in items:
@@ -395,15 +616,37 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
                     signature=item.signature, key_id=item.key_id,
                     artifacts=[{**a, "uri": the_store.artifacts.uri(str(a.get("sha256")))} for a in item.artifacts],
                     approve=item.approve, reason=item.reason, error=item.error))
+        # The next claim takes up to the agent's batch of what is ready (agents
+        # waiting for work split among themselves what this makes ready; see
+        # claim()). On SQLite it rides on the results' transaction, one commit
+        # (and fsync) for both, since writers take turns anyway; on PostgreSQL
+        # it is a transaction of its own, so the run's version row, locked by
+        # the results, is not held while the claim runs and concurrent results
+        # of the run wait less.
+        now = clock()
+        claimed: list[Any] | None = None
+
+        def claim_next(conn: Any) -> None:
+            nonlocal claimed
+            assert next_claim is not None
+            claimed = queue.claim_in(conn, next_claim.agent, roles, now, next_claim.lease_s,
+                                     limit=next_claim.limit, runs=runs)
+
+        wants_claim = next_claim is not None and (runs is None or bool(runs))
+        ride = wants_claim and the_store.dialect == "sqlite"
+        if next_claim is not None:
+            reap(now)
         if subs:
             try:
-                accepted = shared.accept_many(the_store, queue, subs, clock(),
-                                              public_key={agent: key.public_hex for agent, key in keys.items()})
+                accepted = shared.accept_many(writer, queue, subs, now,
+                                              public_key={agent: key.public_hex for agent, key in keys.items()},
+                                              then=claim_next if ride else None, verify=verifier)
             except HeadwaterError as exc:
                 # The store could not apply the batch (a deadlock victim once
                 # too often, or a dropped connection): nothing of it was
                 # written and every lease still stands, so it can be sent again.
                 accepted = [shared.Outcome(sub.token, error=exc) for sub in subs]
+                claimed, wants_claim = [], False
                 busy = f"the store could not apply this result ({exc}); submit it again"
                 for i, sub in zip(at, subs):
                     outcomes[i] = m.SubmitResult(token=sub.token, ok=False, error="store-busy", detail=busy)
@@ -424,7 +667,20 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
                 metrics.rejections.labels(result.error or "rejected").inc()
                 failure = failure or result
             results.append(result)
-        payload = {"results": [r.model_dump() for r in results]}
+        payload: dict[str, Any] = {"results": [r.model_dump() for r in results]}
+        if next_claim is not None:
+            try:
+                if claimed is None and wants_claim:  # PostgreSQL, or nothing reached the store: claim on its own
+                    claimed = queue.claim(next_claim.agent, roles, now, next_claim.lease_s,
+                                          limit=next_claim.limit, runs=runs)
+                payload["items"] = describe(token, next_claim.agent, claimed or [], now)
+            except HeadwaterError as exc:
+                metrics.rejections.labels(_domain_status(exc)[1]).inc()
+                payload["items"] = []
+        if any(r.ok for r in results):
+            # Waiting agents look for what these results made ready (and the
+            # next claim did not take) only now, after the claim.
+            wakeup.notify()
         if failure is None:
             return JSONResponse(payload)
         status = {"stale-lease": 409, "store-busy": 503}.get(failure.error or "", 422)
@@ -454,9 +710,10 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
         The whole batch is authorised first (403 refuses all of it); then each
         item is accepted on its own: a stale lease (409) or a rejected bundle
         (422) refuses that item, the others still count, and ``results`` says
-        which is which.
+        which is which. With ``claim``, the agent's next batch is claimed once
+        the results are applied and comes back as ``items``, saving a request.
         """
-        return submit_items(body.items, token)
+        return submit_items(body.items, token, body.claim)
 
     @app.post("/v1/verdicts", response_model=m.SubmitOut, tags=["agents"], responses=_ERRORS)
     def verdict(body: m.SubmissionIn, token: TokenRecord = Depends(current_token)) -> JSONResponse:
@@ -506,7 +763,18 @@ def create_app(store: Store | str, *, root: str | None = None, max_body: int = D
              responses={**_ERRORS, 200: {"content": {"application/octet-stream": {
                  "schema": {"type": "string", "format": "binary"}}}}})
     def get_artifact(sha256: str = Sha256Path, token: TokenRecord = Depends(current_token)) -> Response:
-        """Download an artifact's bytes."""
+        """Download an artifact's bytes.
+
+        An agent token may download only artifacts recorded by checkpoints of
+        runs in its scope (the inputs of the work it leases, the outputs it
+        verifies); anything else is 403, whether or not the server has it.
+        Operator tokens may download any artifact.
+        """
+        if not token.operator and not tokens.artifact_in_scope(token.scope, sha256):
+            raise ApiError(403, "out-of-scope",
+                           f"artifact {sha256} is not an input or output of any run in token {token.id}'s scope "
+                           f"{token.scope}; an agent token downloads only artifacts of runs it may work on "
+                           "(use an operator token to fetch others)")
         local = the_store.artifacts.local_path(sha256)
         if local is not None:
             return FileResponse(local, media_type="application/octet-stream")

@@ -17,6 +17,8 @@ AgentName = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9.
 Sha256 = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
 MAX_BATCH = 256
 """Most items one claim or submission request may carry."""
+MAX_CLAIM_WAIT_S = 10.0
+"""Longest a claim is held open waiting for work; agents simply claim again."""
 
 
 class _Strict(BaseModel):
@@ -49,13 +51,21 @@ class AgentOut(BaseModel):
     token: str
 
 
-class ClaimIn(_Strict):
+class NextClaimIn(_Strict):
+    """A claim: what ``POST /v1/claims`` takes, and what a submission may carry for the agent's next batch."""
+
     agent: str = AgentName
     roles: Optional[list[str]] = Field(default=None, max_length=32,
                                        description="Roles to claim for (default: every role of the token).")
     limit: int = Field(default=1, ge=1, le=MAX_BATCH)
     lease_s: float = Field(default=30.0, ge=1.0, le=3600.0)
     run: Optional[str] = Field(default=None, max_length=128, description="Only items of this run.")
+
+
+class ClaimIn(NextClaimIn):
+    wait: float = Field(default=0.0, ge=0.0, le=MAX_CLAIM_WAIT_S,
+                        description="Long poll: when nothing is ready, hold the request up to this many "
+                        "seconds until something is.")
 
 
 class ClaimOut(BaseModel):
@@ -95,6 +105,8 @@ class SubmissionIn(_Strict):
 
 class SubmitIn(_Strict):
     items: list[SubmissionIn] = Field(min_length=1, max_length=MAX_BATCH)
+    claim: Optional[NextClaimIn] = Field(default=None, description="Claim the agent's next batch once these "
+                                         "results are applied; the items come back in the response.")
 
 
 class SubmitResult(BaseModel):
@@ -107,6 +119,8 @@ class SubmitResult(BaseModel):
 
 class SubmitOut(BaseModel):
     results: list[SubmitResult]
+    items: list[ClaimOut] = Field(default_factory=list, description="The next batch, when the request asked "
+                                  "for one ('claim').")
 
 
 class MissingIn(_Strict):

@@ -65,7 +65,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -122,7 +122,7 @@ class Claim:
     producer: str | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_json(cls, data: dict) -> Claim:
@@ -225,12 +225,31 @@ class WorkQueue:
     # -------------------------------------------------------------- claim
 
     def claim(self, holder: str, roles: Sequence[str], now: float, lease_s: float,
-              limit: int = 1, runs: Sequence[str] | None = None) -> list[Claim]:
+              limit: int = 1, runs: Sequence[str] | None = None, share: int = 1) -> list[Claim]:
         """Lease up to ``limit`` ready items of ``roles`` to ``holder``, verifications first.
 
         A verify item is never offered to the producer of the attempt it
         judges, nor to an agent that already judged, declined or holds
         another verify item of that attempt.
+
+        ``share``: how many claimers (this one included) want the ready
+        items now. The claim then takes at most its fair part of those it
+        sees, rounded up, so that a layer of a DAG narrower than ``limit``
+        is split between idle agents instead of going to the first to ask.
+        """
+        if limit <= 0 or not roles:
+            return []
+        with self.store.transaction() as conn:
+            return self.claim_in(conn, holder, roles, now, lease_s, limit, runs, share)
+
+    def claim_in(self, conn: sa.Connection, holder: str, roles: Sequence[str], now: float, lease_s: float,
+                 limit: int = 1, runs: Sequence[str] | None = None, share: int = 1) -> list[Claim]:
+        """:meth:`claim` inside the caller's transaction.
+
+        A batch of results and the reporter's next claim can so share one
+        commit; the claim comes last, after the results' locks (items, tasks,
+        the run's version), and takes ready items with ``SKIP LOCKED``, so it
+        waits for no other claimer.
         """
         if limit <= 0 or not roles:
             return []
@@ -254,35 +273,48 @@ class WorkQueue:
         if runs is not None:
             query = query.where(qi.c.run_id.in_(list(runs)))
         expiry = now + lease_s
-        with self.store.transaction() as conn:
-            seen: set[tuple[str, str, int]] = set()
-            chosen = []
-            for row in conn.execute(query).all():
-                if len(chosen) >= limit:
-                    break
-                if row.kind == "verify":
-                    key = (row.run_id, row.task, row.attempt)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                chosen.append(row)
-            if not chosen:
-                return []
-            # One statement per table for the whole batch: the leases (their
-            # ids are the fencing tokens), the items, the tasks now running.
-            tokens = conn.execute(
-                sa.insert(t.queue_lease).returning(t.queue_lease.c.token, sort_by_parameter_order=True),
-                [{"item_id": row.id, "holder": holder, "granted_at": now} for row in chosen]).scalars().all()
-            conn.execute(_LEASE_ITEM, [{"b_id": row.id, "b_token": token, "b_holder": holder, "b_expiry": expiry,
-                                        "b_now": now} for row, token in zip(chosen, tokens)])
-            running: dict[str, list[str]] = {}
-            for row in chosen:
-                if row.kind == "run":
-                    running.setdefault(row.run_id, []).append(row.task)
-            for run_id, names in running.items():
-                _set_tasks(conn, run_id, names, now, state=_LEASED_T)
+        seen: set[tuple[str, str, int]] = set()
+        chosen = []
+        for row in conn.execute(query).all():
+            if row.kind == "verify":
+                key = (row.run_id, row.task, row.attempt)
+                if key in seen:
+                    continue
+                seen.add(key)
+            chosen.append(row)
+        if not chosen:
+            return []
+        chosen = chosen[:min(limit, -(-len(chosen) // max(1, share)))]
+        # One statement per table for the whole batch: the leases (their
+        # ids are the fencing tokens), the items, the tasks now running.
+        tokens = conn.execute(
+            sa.insert(t.queue_lease).returning(t.queue_lease.c.token, sort_by_parameter_order=True),
+            [{"item_id": row.id, "holder": holder, "granted_at": now} for row in chosen]).scalars().all()
+        conn.execute(_LEASE_ITEM, [{"b_id": row.id, "b_token": token, "b_holder": holder, "b_expiry": expiry,
+                                    "b_now": now} for row, token in zip(chosen, tokens)])
+        running: dict[str, list[str]] = {}
+        for row in chosen:
+            if row.kind == "run":
+                running.setdefault(row.run_id, []).append(row.task)
+        for run_id, names in running.items():
+            _set_tasks(conn, run_id, names, now, state=_LEASED_T)
         return [Claim(token, row.run_id, row.task, row.attempt, row.kind, row.role, holder, expiry, row.producer)
                 for row, token in zip(chosen, tokens)]
+
+    def claimable(self, roles: Sequence[str], now: float, runs: Sequence[str] | None = None) -> bool:
+        """Whether an item of ``roles`` (of ``runs``, when given) is ready now: a read, no lock.
+
+        A cheap test before :meth:`claim`, whose transaction takes the write
+        lock on SQLite; a verify item the asker may not take still counts.
+        """
+        if not roles or (runs is not None and not runs):
+            return False
+        qi = t.queue_item
+        query = sa.select(qi.c.id).where(qi.c.state == READY, qi.c.role.in_(list(roles)), qi.c.not_before <= now)
+        if runs is not None:
+            query = query.where(qi.c.run_id.in_(list(runs)))
+        with self._read() as conn:
+            return conn.execute(query.limit(1)).first() is not None
 
     def leases(self, tokens: Sequence[int]) -> dict[int, Claim]:
         """The items these fencing tokens were granted on, by token (tokens never granted are left out).
@@ -451,17 +483,25 @@ class WorkQueue:
                 for name in task.dependents:
                     inputs[name] = inputs.get(name, 0) + 1
             ready = []
-            for chunk in _chunks(sorted(inputs)):
-                resolved = sa.case({name: inputs[name] for name in chunk}, value=qt.c.task, else_=0)
-                for child in conn.execute(
+            # One statement per distinct count of inputs resolved (one or two
+            # in most graphs), so the statement's shape, hence its compiled
+            # form, does not change from batch to batch.
+            by_count: dict[int, list[str]] = {}
+            for name in sorted(inputs):
+                by_count.setdefault(inputs[name], []).append(name)
+            children = []
+            for count, names in sorted(by_count.items()):
+                for chunk in _chunks(names):
+                    children += conn.execute(
                         sa.update(qt).where(qt.c.run_id == run_id, qt.c.task.in_(chunk), qt.c.state == _PENDING)
-                        .values(waiting=qt.c.waiting - resolved, updated_at=now).returning(*qt.c)).all():
-                    if child.waiting > 0:
-                        continue
-                    if child.deps and child.skipped_inputs >= len(child.deps):
-                        ev._skip(child, "every input was skipped")
-                    else:
-                        ready.append(child)
+                        .values(waiting=qt.c.waiting - count, updated_at=now).returning(*qt.c)).all()
+            for child in sorted(children, key=lambda c: c.task):
+                if child.waiting > 0:
+                    continue
+                if child.deps and child.skipped_inputs >= len(child.deps):
+                    ev._skip(child, "every input was skipped")
+                else:
+                    ready.append(child)
             if ready:
                 _set_tasks(conn, run_id, [c.task for c in ready], now, state=_READY_T)
                 conn.execute(sa.insert(t.queue_item), [_run_item(run_id, c.task, c.attempt, c.role, c.priority,

@@ -197,6 +197,24 @@ class Tokens:
         with self.store._read() as conn:
             return list(conn.scalars(sa.select(r.c.id).where(column == scope.value, r.c.status == "running")))
 
+    def artifact_in_scope(self, scope: Scope, sha256: str) -> bool:
+        """Whether a checkpoint of a run ``scope`` covers records the artifact ``sha256`` (as input or output).
+
+        This is what an agent token may download: the inputs of the work it
+        leases (outputs of the checkpoints upstream, in the same run), the
+        outputs of an attempt it verifies, and the other artifacts of runs it
+        may work on; never an artifact that only runs outside its scope, or
+        no run at all, refer to.
+        """
+        ca, ck, r = t.checkpoint_artifact, t.checkpoint, t.run
+        query = sa.select(ca.c.checkpoint_id).where(ca.c.sha256 == sha256)
+        if scope.kind is not None:
+            column = r.c.workflow if scope.kind == "workflow" else r.c.campaign
+            query = (query.join(ck, ck.c.id == ca.c.checkpoint_id).join(r, r.c.id == ck.c.run_id)
+                     .where(column == scope.value))
+        with self.store._read() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
     # ------------------------------------------------------------ agent keys
 
     def register_agent(self, token_id: str, agent: str, public_hex: str, key_id: str, now: float) -> AgentKey:
