@@ -160,6 +160,10 @@ def test_a_task_whose_pools_have_no_agents_is_held_and_the_run_stops(ws, write_w
     assert summary.status == "interrupted"
     states = {t.name: t.state for t in summary.tasks}
     assert states == {"prepare": "committed", "train": "paused", "report": "committed"}
+    # the summary says why, next to the paused task
+    notes = {t.name: t.error for t in summary.tasks}
+    assert notes == {"prepare": None, "train": "no healthy compute pool for task 'train': gpu (no agents in this run)",
+                     "report": None}
     # work that names no pool runs on the pools the run has
     assert compute_of(ws, summary.run_id) == {"prepare": "cpu", "report": "cpu"}
     audit = ws.store.audit_log(run_id=summary.run_id)

@@ -564,6 +564,7 @@ class Coordinator:
                 inputs, parents = self._inputs(lease.task)
                 if lease.kind == "run" and not self.guard.admit(agent, lease, parents, now, pool=self._pool(agent)):
                     self.summary[lease.task].state = "paused"
+                    self.summary[lease.task].error = self.guard.paused.get(lease.task)
                     continue
                 key = self._cache_key(lease.task, inputs) if lease.kind == "run" else None
                 flights.append(_InFlight(lease, agent, inputs, parents, key, now))
@@ -592,6 +593,8 @@ class Coordinator:
                 f.msg = Work(lease.token, self.run.id, lease.task, lease.attempt, self.run.params, seed, f.inputs)
                 if getattr(executor, "follow_ons", False):
                     self._plan_follow_ons(f.msg, f.agent, now)
+                if self.summary[lease.task].state == "paused":
+                    self.summary[lease.task].error = None
                 self.summary[lease.task].state = "running"
                 self.progress("task", {"task": lease.task, "state": "running"})
                 if lease.speculative:
