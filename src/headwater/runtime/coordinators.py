@@ -112,8 +112,16 @@ class DutyLock:
         return self.held
 
     def release(self) -> None:
-        """Close the lock's session (not just return it to the pool), which releases the lock."""
+        """Unlock, then close the lock's session (not just return it to the pool).
+
+        The explicit unlock makes the lock free the moment this returns; a
+        closed session alone frees it only once the server has noticed."""
         if self._conn is not None:
+            try:
+                if self.held:
+                    self._conn.scalar(sa.select(sa.func.pg_advisory_unlock(self._key)))
+            except sa.exc.DBAPIError:
+                pass
             try:
                 self._conn.invalidate()
                 self._conn.close()
