@@ -93,7 +93,7 @@ def other_run(store, run_id, campaign, *, state="leased", fencing=7, expiry=None
     """A run of another coordinator, running one task that was admitted using compute:local."""
     now = time.time()
     store.create_run(RunRecord(run_id, "elsewhere", "spec", campaign, {}, 0, "running", None, None, now, tags=[]))
-    store.record_exposure(run_id, "t", 1, fencing, ["compute:local"], now)
+    store.admit_exposure(run_id, "t", 1, fencing, ["compute:local"], now, refuse=lambda running: None)
     store.save_tasks([TaskRecord(run_id, "t", 1, state, "agent-x", fencing,
                                  now + 600 if expiry is None else expiry, now + 0.001)])
 
@@ -113,7 +113,7 @@ def test_running_exposures_follow_the_task_rows(store):
     # an admission whose task row never followed counts for a while, not for ever
     store.create_run(RunRecord("crashed", "wf", "spec", "survey", {}, 0, "running", None, None, 1.0, tags=[]))
     t0 = time.time()
-    store.record_exposure("crashed", "t", 1, 3, ["compute:local"], t0 - 10)
+    store.admit_exposure("crashed", "t", 1, 3, ["compute:local"], t0 - 10, refuse=lambda running: None)
     assert [r.dependent.run_id for r in store.running_exposures(t0)] == ["crashed"]
     assert store.running_exposures(t0 + 25) == []
 

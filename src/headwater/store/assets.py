@@ -1414,14 +1414,6 @@ class OversightStore:
 
     # ---------------------------------------------------- fleet throttles
 
-    def record_exposure(self, run_id: str, task: str, attempt: int, fencing: int, assets: Iterable[str],
-                        now: float | None = None) -> None:
-        """A task was admitted using capped ``kind:name`` assets: an ``exposure``
-        event, which :meth:`running_exposures` counts while the task runs.
-        Admissions that must not overfill a cap go through :meth:`admit_exposure`."""
-        with self.transaction() as conn:
-            conn.execute(sa.insert(t.event), _exposure_row(run_id, task, attempt, fencing, assets, now))
-
     def admit_exposure(self, run_id: str, task: str, attempt: int, fencing: int, assets: Iterable[str], now: float,
                        refuse: Callable[[list[Running]], Refusal | None]) -> tuple[Refusal | None, list[Running]]:
         """Admit a task under fleet-wide caps, atomically with every other admission.
@@ -1432,8 +1424,9 @@ class OversightStore:
         read the tasks running now in the other runs
         (:meth:`running_exposures`, ``exclude_run=run_id``), ask
         ``refuse(running)`` -- the caller's decision; None admits -- and,
-        if admitted, record the exposure (as :meth:`record_exposure`) before
-        the next admission may read. Two coordinators racing for a cap's
+        if admitted, record it as an ``exposure`` event, which
+        :meth:`running_exposures` counts while the task runs, before the next
+        admission may read. Two coordinators racing for a cap's
         last slot cannot both take it. Returns what ``refuse`` returned and
         the running tasks it was given.
         """
